@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="synthesizer-hf",
+    version="0.1.0",
+    description="Synthesizer (Tay et al., 2020) attention variants as native Hugging Face Transformers models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    package_data={"synthesizer_hf": ["demo_data/**/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        # torch is pinned by the Makefile / CI to the CPU wheel before this runs; any 2.x is accepted here.
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "datasets>=3.0",
+        "evaluate>=0.4",
+        "accelerate>=1.0",
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "scikit-learn>=1.3",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "tqdm",
+    ],
+    extras_require={"dev": ["pytest>=8", "pytest-xdist", "hypothesis>=6", "ruff>=0.6"]},
+)

@@ -1,0 +1,217 @@
+"""Configuration of the Synthesizer family (Tay et al., 2020) for Hugging Face Transformers 5.x.
+
+`attention_type` names the synthesizing functions of each layer. A name, or several joined by `+`
+(a mixture, eq. 8 of the paper), for all layers; or a list with one such entry per layer. The paper's
+short names (R, Fix, FR, D, FD, V, R+V, ...) are accepted and stored in their canonical long form.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+# Canonical component names, in the order the docs present them.
+ATTENTION_COMPONENTS = (
+    "dot",
+    "symmetric_dot",
+    "pairwise_dot",
+    "random",
+    "fixed_random",
+    "factorized_random",
+    "dense",
+    "factorized_dense",
+)
+
+# Paper abbreviations (Tables 2-6) and common spellings, matched case-insensitively.
+ATTENTION_ALIASES = {
+    "v": "dot",
+    "vanilla": "dot",
+    "dot_product": "dot",
+    "transformer": "dot",
+    "r": "random",
+    "fix": "fixed_random",
+    "fixed": "fixed_random",
+    "fr": "factorized_random",
+    "d": "dense",
+    "fd": "factorized_dense",
+    "symmetric": "symmetric_dot",
+    "pairwise": "pairwise_dot",
+}
+
+# Components whose logits depend on two tokens, so their keys come from the hidden states (and are cached).
+TOKEN_KEY_COMPONENTS = frozenset({"dot", "symmetric_dot", "pairwise_dot"})
+# Components that need a synthesizer length L (their parameters have one entry per position).
+LENGTH_BOUND_COMPONENTS = frozenset({"random", "fixed_random", "factorized_random", "dense", "factorized_dense"})
+
+
+def parse_attention_type(spec: str) -> tuple[str, ...]:
+    """Turn one attention spec such as ``"R+V"`` into canonical component names ``("random", "dot")``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"attention_type entries must be non-empty strings, got {spec!r}.")
+    components = []
+    for raw in spec.split("+"):
+        name = raw.strip().lower()
+        name = ATTENTION_ALIASES.get(name, name)
+        if name not in ATTENTION_COMPONENTS:
+            raise ValueError(
+                f"attention_type: unknown synthesizing function {raw.strip()!r} in {spec!r}. Allowed: "
+                f"{', '.join(ATTENTION_COMPONENTS)} (aliases: {', '.join(sorted(ATTENTION_ALIASES))}), "
+                "or several joined by '+' for a mixture."
+            )
+        if name in components:
+            raise ValueError(f"attention_type: {name!r} appears twice in the mixture {spec!r}.")
+        components.append(name)
+    return tuple(components)
+
+
+def _canonical(spec: str | list[str]) -> str | list[str]:
+    if isinstance(spec, str):
+        return "+".join(parse_attention_type(spec))
+    return ["+".join(parse_attention_type(s)) for s in spec]
+
+
+def _default_factors(length: int) -> tuple[int, int]:
+    """The most balanced a x b = length with a <= b (a = 1 when length is prime)."""
+    a = int(length**0.5)
+    while length % a:
+        a -= 1
+    return a, length // a
+
+
+@strict
+class SynthesizerConfig(PreTrainedConfig):
+    r"""
+    Configuration for every Synthesizer model (encoder, masked LM, classification heads, causal LM and
+    encoder-decoder). Standard BERT/T5 names where they exist, plus:
+
+    attention_type (`str` or `list[str]`): synthesizing function(s) of the (encoder) self-attention, one for
+        all layers or one per layer. `dot`, `symmetric_dot`, `pairwise_dot`, `random`, `fixed_random`,
+        `factorized_random`, `dense`, `factorized_dense`, or a `+`-joined mixture (eq. 8).
+    decoder_attention_type: the same for the decoder self-attention of `SynthesizerForSeq2SeqLM`
+        (defaults to `attention_type`). Cross-attention is always dot-product (the paper could not replace it).
+    synthesizer_length (`int`): L, the longest sequence the length-bound synthesizers support
+        (defaults to `max_position_embeddings`, which must be at least as large).
+    factorized_random_rank (`int`): k of the factorized random synthesizer (eq. 7), paper default 8.
+    factorized_dense_a / factorized_dense_b (`int`): the factors of the factorized dense synthesizer with
+        a * b = L (eq. 5-6); by default the most balanced pair.
+    dense_synthesizer_hidden_size (`int`): width of W1 in the dense synthesizers (defaults to `hidden_size`,
+        which gives Table 1's d^2 + d*L parameters).
+    synthesizer_initializer_range (`float`): std of the normal init of R, R1, R2 (defaults to
+        `initializer_range`).
+    pairwise_initializer_range (`float`): std of the normal init of the per-head pairwise coefficient
+        matrices (1.0, as in Courtois et al., 2024).
+    """
+
+    model_type = "synthesizer"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {"d_model": "hidden_size", "num_heads": "num_attention_heads", "num_layers": "num_hidden_layers"}
+
+    vocab_size: int = 8000
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    classifier_dropout: float | int | None = None
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    decoder_start_token_id: int | None = None
+    use_cache: bool = True
+    is_decoder: bool = False
+    tie_word_embeddings: bool = True
+
+    attention_type: str | list[str] = "random"
+    decoder_attention_type: str | list[str] | None = None
+    num_decoder_layers: int | None = None
+    synthesizer_length: int | None = None
+    factorized_random_rank: int = 8
+    factorized_dense_a: int | None = None
+    factorized_dense_b: int | None = None
+    dense_synthesizer_hidden_size: int | None = None
+    synthesizer_initializer_range: float | None = None
+    pairwise_initializer_range: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        if self.synthesizer_length is None:
+            self.synthesizer_length = self.max_position_embeddings
+        if self.num_decoder_layers is None:
+            self.num_decoder_layers = self.num_hidden_layers
+        if self.decoder_attention_type is None:
+            self.decoder_attention_type = self.attention_type
+        if self.factorized_dense_a is None and self.factorized_dense_b is None:
+            self.factorized_dense_a, self.factorized_dense_b = _default_factors(self.synthesizer_length)
+        elif self.factorized_dense_a is None:
+            self.factorized_dense_a = self.synthesizer_length // self.factorized_dense_b
+        elif self.factorized_dense_b is None:
+            self.factorized_dense_b = self.synthesizer_length // self.factorized_dense_a
+        if self.dense_synthesizer_hidden_size is None:
+            self.dense_synthesizer_hidden_size = self.hidden_size
+        if self.synthesizer_initializer_range is None:
+            self.synthesizer_initializer_range = self.initializer_range
+        # Canonical names are what gets saved, so a checkpoint never depends on alias spellings.
+        self.attention_type = _canonical(self.attention_type)
+        self.decoder_attention_type = _canonical(self.decoder_attention_type)
+        self.check_sizes()
+        super().__post_init__(**kwargs)
+
+    def check_sizes(self) -> None:
+        """Reject impossible combinations with a ValueError that names the field and what is allowed.
+
+        Run from `__post_init__` rather than `validate_architecture`, whose errors `@strict` wraps in a
+        non-ValueError exception type.
+        """
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
+            )
+        if self.dense_synthesizer_hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"dense_synthesizer_hidden_size ({self.dense_synthesizer_hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})."
+            )
+        if self.synthesizer_length < 1:
+            raise ValueError(f"synthesizer_length must be >= 1, got {self.synthesizer_length}.")
+        if self.synthesizer_length > self.max_position_embeddings:
+            raise ValueError(
+                f"synthesizer_length ({self.synthesizer_length}) cannot exceed max_position_embeddings "
+                f"({self.max_position_embeddings}): longer inputs have no position embedding."
+            )
+        if not 1 <= self.factorized_random_rank <= self.synthesizer_length:
+            raise ValueError(
+                f"factorized_random_rank (k={self.factorized_random_rank}) must be between 1 and "
+                f"synthesizer_length ({self.synthesizer_length})."
+            )
+        a, b = self.factorized_dense_a, self.factorized_dense_b
+        if a < 1 or b < 1 or a * b != self.synthesizer_length:
+            raise ValueError(
+                f"factorized_dense_a * factorized_dense_b must equal synthesizer_length "
+                f"({self.synthesizer_length}), got {a} * {b} = {a * b}."
+            )
+        for field, num_layers in (
+            ("attention_type", self.num_hidden_layers),
+            ("decoder_attention_type", self.num_decoder_layers),
+        ):
+            spec = getattr(self, field)
+            if isinstance(spec, list) and len(spec) != num_layers:
+                raise ValueError(
+                    f"{field} lists {len(spec)} entries but the stack has {num_layers} layers: give one "
+                    "string for all layers or exactly one entry per layer."
+                )
+
+    def layer_attention_types(self, decoder: bool = False) -> list[tuple[str, ...]]:
+        """Canonical component tuple of each layer of the encoder (or decoder) self-attention."""
+        spec = self.decoder_attention_type if decoder else self.attention_type
+        num_layers = self.num_decoder_layers if decoder else self.num_hidden_layers
+        specs = [spec] * num_layers if isinstance(spec, str) else spec
+        return [parse_attention_type(s) for s in specs]
+
+
+__all__ = ["ATTENTION_ALIASES", "ATTENTION_COMPONENTS", "SynthesizerConfig", "parse_attention_type"]

@@ -1,0 +1,953 @@
+"""Synthesizer models (Tay et al., 2020) as Hugging Face Transformers 5.x models.
+
+One idea carries the file: an attention layer asks each of its synthesizers for logits, sums them with
+learned mixture weights, masks them, normalises them and applies them to the values. Because every
+synthesizer returns its logits as `query @ key^T + bias`, the whole mixture is ONE call of the
+transformers attention interface: `eager` is the plain reference computation (and returns the attention
+maps), `sdpa` the fused kernel.
+
+Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional encoder;
+`SynthesizerDecoder` the causal stack (with dot-product cross-attention in the encoder-decoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    Seq2SeqLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_synthesizer import SynthesizerConfig
+from .synthesizers import SYNTHESIZERS, Positions, combine_logits, split_heads
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float = 1.0,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference path: softmax(q k^T * scaling + mask) v, materialising (and returning) the weights."""
+    logits = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        logits = logits + attention_mask
+    weights = nn.functional.softmax(logits, dim=-1, dtype=torch.float32).to(value.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def additive_attention_mask(
+    padding_mask: torch.Tensor | None,
+    query_length: int,
+    key_length: int,
+    causal: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """`[batch | 1, 1, q, k]` additive mask (0 = attend, dtype minimum = blocked), or None if nothing is blocked.
+
+    Causality compares sequence indices (query i is the last `query_length` tokens of the keys).
+    Fully padded rows stay finite: their softmax is uniform, never NaN.
+    """
+    allowed = None
+    if padding_mask is not None:
+        if padding_mask.dim() != 2 or padding_mask.shape[-1] != key_length:
+            raise ValueError(
+                f"attention_mask must have shape (batch_size, {key_length}) (past + current tokens), "
+                f"got {tuple(padding_mask.shape)}."
+            )
+        allowed = padding_mask[:, None, None, :].bool()
+    if causal and query_length > 1:
+        past = key_length - query_length
+        rows = torch.arange(past, key_length, device=device)[:, None]
+        causal_allowed = torch.arange(key_length, device=device)[None, :] <= rows
+        allowed = causal_allowed[None, None] if allowed is None else allowed & causal_allowed
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class SynthesizerEmbeddings(nn.Module):
+    """Token + learned absolute position (+ token type) embeddings, LayerNorm and dropout."""
+
+    def __init__(self, config: SynthesizerConfig, word_embeddings: nn.Embedding | None = None):
+        super().__init__()
+        self.word_embeddings = word_embeddings or nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.max_position_embeddings = config.max_position_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        token_type_ids: torch.LongTensor | None,
+        positions: Positions,
+    ) -> torch.Tensor:
+        if positions.key_length > self.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {positions.key_length} exceeds max_position_embeddings "
+                f"({self.max_position_embeddings}). Truncate the inputs or use a model built for longer inputs."
+            )
+        if inputs_embeds is None:
+            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings):
+                raise ValueError(
+                    f"input_ids must lie in [0, {self.word_embeddings.num_embeddings}) (the vocab_size); got values "
+                    f"in [{int(input_ids.min())}, {int(input_ids.max())}]. Is the tokenizer the model's own?"
+                )
+            inputs_embeds = self.word_embeddings(input_ids)
+        if positions.query is None:
+            position_ids = torch.arange(
+                positions.past_length, positions.key_length, device=inputs_embeds.device
+            ).unsqueeze(0)
+        else:
+            position_ids = positions.query
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(position_ids)
+        embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class SynthesizerSelfAttention(nn.Module):
+    """Self-attention whose logits are a learned mixture (eq. 8) of synthesizing functions.
+
+    Values G(X), the output projection and the mixture weights alpha = softmax(mixture_logits) are shared;
+    each synthesizer brings its own logits. Only token-dependent keys (dot-product components) are cached,
+    so a pure-synthesizer decoder caches values only.
+    """
+
+    def __init__(self, config: SynthesizerConfig, components: tuple[str, ...], layer_idx: int, causal: bool):
+        super().__init__()
+        self.config = config
+        self.components = components
+        self.layer_idx = layer_idx
+        self.causal = causal
+        self.is_causal = False  # the mask always carries causality (the synthetic logits need it too)
+        self.num_heads = config.num_attention_heads
+        self.synthesizers = nn.ModuleDict({name: SYNTHESIZERS[name](config) for name in components})
+        self.mixture_logits = nn.Parameter(torch.zeros(len(components))) if len(components) > 1 else None
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_probs_dropout_prob
+        self.token_key_components = [name for name in components if self.synthesizers[name].uses_token_keys]
+
+    def mixture_weights(self) -> torch.Tensor | None:
+        """alpha of eq. 8: positive and summing to 1."""
+        return None if self.mixture_logits is None else torch.softmax(self.mixture_logits, dim=0)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        positions: Positions,
+        past_key_values: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = hidden_states.shape
+        value = split_heads(self.value(hidden_states), self.num_heads)
+        token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
+        widths = [k.shape[-1] for k in token_keys]
+        keys = torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, self.num_heads, length, 0)
+        if past_key_values is not None:
+            cache = past_key_values
+            if isinstance(cache, EncoderDecoderCache):
+                cache = cache.self_attention_cache
+            keys, value = cache.update(keys, value, self.layer_idx)
+        keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
+
+        logits = combine_logits(
+            [self.synthesizers[name](hidden_states, positions, keys_by_component.get(name)) for name in self.components],
+            self.mixture_weights(),
+        )
+        if logits.bias is not None:
+            mask = logits.bias if attention_mask is None else logits.bias + attention_mask
+            attention_mask = mask.clamp_min(torch.finfo(mask.dtype).min).expand(batch, -1, length, -1)
+        query, key = logits.query, logits.key
+        if query is None:  # pure bias (random, factorized dense): zero-width queries and keys
+            query = value.new_zeros(batch, self.num_heads, length, 0)
+            key = value.new_zeros(batch, self.num_heads, value.shape[2], 0)
+        query = query.expand(batch, -1, -1, -1)
+        key = key.expand(batch, -1, -1, -1)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=1.0,
+            **kwargs,
+        )
+        return output.reshape(batch, length, -1), weights
+
+
+class SynthesizerCrossAttention(nn.Module):
+    """Dot-product cross-attention (the paper found it cannot be replaced by synthetic attention)."""
+
+    def __init__(self, config: SynthesizerConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_causal = False
+        self.num_heads = config.num_attention_heads
+        self.scaling = (config.hidden_size // config.num_attention_heads) ** -0.5
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_probs_dropout_prob
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
+        past_key_values: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = hidden_states.shape
+        query = split_heads(self.query(hidden_states), self.num_heads)
+        if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
+            layer = past_key_values.cross_attention_cache.layers[self.layer_idx]
+            key, value = layer.keys, layer.values
+        else:
+            key = split_heads(self.key(encoder_hidden_states), self.num_heads)
+            value = split_heads(self.value(encoder_hidden_states), self.num_heads)
+            if past_key_values is not None:
+                key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
+                past_key_values.is_updated[self.layer_idx] = True
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            encoder_attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return output.reshape(batch, length, -1), weights
+
+
+class SynthesizerLayer(GradientCheckpointingLayer):
+    """Post-LayerNorm block: self-attention, optional cross-attention, feed-forward."""
+
+    def __init__(
+        self,
+        config: SynthesizerConfig,
+        components: tuple[str, ...],
+        layer_idx: int,
+        causal: bool = False,
+        cross_attention: bool = False,
+    ):
+        super().__init__()
+        self.self_attn = SynthesizerSelfAttention(config, components, layer_idx, causal)
+        self.self_attn_output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.cross_attn = SynthesizerCrossAttention(config, layer_idx) if cross_attention else None
+        if cross_attention:
+            self.cross_attn_output = nn.Linear(config.hidden_size, config.hidden_size)
+            self.cross_attn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        positions: Positions | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attended, _ = self.self_attn(hidden_states, attention_mask, positions, past_key_values, **kwargs)
+        hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(self.self_attn_output(attended)))
+        if self.cross_attn is not None:
+            attended, _ = self.cross_attn(
+                hidden_states, encoder_hidden_states, encoder_attention_mask, past_key_values, **kwargs
+            )
+            hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(self.cross_attn_output(attended)))
+        feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
+        return self.output_layer_norm(hidden_states + self.dropout(feed_forward))
+
+
+class SynthesizerPreTrainedModel(PreTrainedModel):
+    config: SynthesizerConfig
+    config_class = SynthesizerConfig
+    base_model_prefix = "synthesizer"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SynthesizerEmbeddings", "SynthesizerLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False  # synthetic logits enter as an additive bias, which flash kernels refuse
+    _supports_flex_attn = False
+    _can_compile_fullgraph = False
+    _can_record_outputs = {
+        "hidden_states": SynthesizerLayer,
+        "attentions": OutputRecorder(SynthesizerSelfAttention, index=1),
+    }
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Every raw Parameter is initialised here, so `from_pretrained` never leaves uninitialised memory."""
+        super()._init_weights(module)
+        if hasattr(module, "reset_synthesizer_parameters"):
+            module.reset_synthesizer_parameters(self.config)
+        elif isinstance(module, SynthesizerSelfAttention) and module.mixture_logits is not None:
+            init.zeros_(module.mixture_logits)
+        elif isinstance(module, SynthesizerLMPredictionHead):
+            init.zeros_(module.bias)
+
+
+def compute_positions(
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    past_length: int,
+    query_length: int,
+    follow_padding: bool,
+) -> Positions:
+    """Positions of the current queries and all keys.
+
+    In a decoder with left padding, a token's position counts only the real tokens before it
+    (`cumsum(attention_mask) - 1`), so a left-padded prompt sees the same synthesized rows and position
+    embeddings as the same prompt alone. Encoders use the sequence index, as BERT does.
+    """
+    key_length = past_length + query_length
+    if position_ids is not None:
+        return Positions(past_length, query_length, key_length, query=position_ids, key=position_ids)
+    if not follow_padding or attention_mask is None:
+        return Positions(past_length, query_length, key_length)
+    if not torch.compiler.is_compiling() and bool(attention_mask[:, 0].all()):
+        return Positions(past_length, query_length, key_length)  # no left padding: plain slices
+    key_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    return Positions(past_length, query_length, key_length, query=key_positions[:, past_length:], key=key_positions)
+
+
+class SynthesizerModel(SynthesizerPreTrainedModel):
+    """The bidirectional Synthesizer encoder (BERT layout), with an optional pooler."""
+
+    def __init__(
+        self,
+        config: SynthesizerConfig,
+        add_pooling_layer: bool = True,
+        word_embeddings: nn.Embedding | None = None,
+    ):
+        super().__init__(config)
+        self.embeddings = SynthesizerEmbeddings(config, word_embeddings)
+        self.layers = nn.ModuleList(
+            SynthesizerLayer(config, components, idx)
+            for idx, components in enumerate(config.layer_attention_types())
+        )
+        self.pooler = SynthesizerPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference.shape[0] == 0 or reference.shape[1] == 0:
+            raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
+        length = reference.shape[1]
+        positions = compute_positions(attention_mask, position_ids, 0, length, follow_padding=False)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
+        mask = additive_attention_mask(
+            attention_mask, length, length, False, hidden_states.dtype, hidden_states.device
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, mask, positions, **kwargs)
+        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden_states, pooler_output=pooled)
+
+
+class SynthesizerDecoder(SynthesizerPreTrainedModel):
+    """Causal Synthesizer stack: the causal LM on its own, the decoder (with cross-attention) in seq2seq."""
+
+    _can_record_outputs = {
+        "hidden_states": SynthesizerLayer,
+        "attentions": OutputRecorder(SynthesizerSelfAttention, index=1),
+        "cross_attentions": OutputRecorder(SynthesizerCrossAttention, index=1),
+    }
+
+    def __init__(
+        self,
+        config: SynthesizerConfig,
+        word_embeddings: nn.Embedding | None = None,
+        cross_attention: bool = False,
+    ):
+        super().__init__(config)
+        self.embeddings = SynthesizerEmbeddings(config, word_embeddings)
+        # In an encoder-decoder the decoder has its own attention types; a decoder-only LM uses the main ones.
+        layer_types = config.layer_attention_types(decoder=cross_attention)
+        self.layers = nn.ModuleList(
+            SynthesizerLayer(config, components, idx, causal=True, cross_attention=cross_attention)
+            for idx, components in enumerate(layer_types)
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference.shape[0] == 0 or reference.shape[1] == 0:
+            raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
+        if use_cache and past_key_values is None:
+            past_key_values = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if encoder_hidden_states is not None
+                else DynamicCache(config=self.config)
+            )
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        length = reference.shape[1]
+        positions = compute_positions(attention_mask, position_ids, past_length, length, follow_padding=True)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, None, positions)
+        mask = additive_attention_mask(
+            attention_mask, length, past_length + length, True, hidden_states.dtype, hidden_states.device
+        )
+        if encoder_hidden_states is not None:
+            encoder_attention_mask = additive_attention_mask(
+                encoder_attention_mask,
+                length,
+                encoder_hidden_states.shape[1],
+                False,
+                hidden_states.dtype,
+                hidden_states.device,
+            )
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                mask,
+                positions,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                past_key_values=past_key_values,
+                **kwargs,
+            )
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=past_key_values if use_cache else None
+        )
+
+
+class SynthesizerPooler(nn.Module):
+    """tanh(W h_[CLS]) as in BERT, for sentence-level heads."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class SynthesizerLMPredictionHead(nn.Module):
+    """Transform (dense + activation + LayerNorm) then a vocabulary projection tied to the input embeddings."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.LayerNorm(self.activation(self.dense(hidden_states))))
+
+
+class SynthesizerForMaskedLM(SynthesizerPreTrainedModel):
+    _tied_weights_keys = {
+        "lm_head.decoder.weight": "synthesizer.embeddings.word_embeddings.weight",
+        "lm_head.decoder.bias": "lm_head.bias",
+    }
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.synthesizer = SynthesizerModel(config, add_pooling_layer=False)
+        self.lm_head = SynthesizerLMPredictionHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+        self.lm_head.bias = new_embeddings.bias
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
+        outputs = self.synthesizer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            check_labels(labels, logits.shape[:2], "token")
+            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.reshape(-1))
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def check_labels(labels: torch.Tensor, expected_shape: tuple[int, ...] | torch.Size, kind: str) -> None:
+    """Clear errors for labels of the wrong shape or dtype instead of a deep loss-function failure."""
+    if tuple(labels.shape) != tuple(expected_shape):
+        raise ValueError(f"{kind} labels must have shape {tuple(expected_shape)}, got {tuple(labels.shape)}.")
+    if labels.is_floating_point():
+        raise ValueError(f"{kind} labels must be integer class ids (torch.long), got {labels.dtype}.")
+
+
+def sequence_classification_loss(config: SynthesizerConfig, logits: torch.Tensor, labels: torch.Tensor):
+    """Regression (num_labels == 1), single-label or multi-label loss, chosen as BERT does."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        check_labels(labels.view(-1), (logits.shape[0],), "classification")
+        return CrossEntropyLoss()(logits.view(-1, config.num_labels), labels.view(-1))
+    if tuple(labels.shape) != tuple(logits.shape):
+        raise ValueError(f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+    return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+
+class SynthesizerForSequenceClassification(SynthesizerPreTrainedModel):
+    """Pooled [CLS] -> dropout -> linear. Regression when num_labels == 1, multi-label via problem_type."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.synthesizer = SynthesizerModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        outputs = self.synthesizer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class SynthesizerForTokenClassification(SynthesizerPreTrainedModel):
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.synthesizer = SynthesizerModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        outputs = self.synthesizer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            check_labels(labels, logits.shape[:2], "token")
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.reshape(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class SynthesizerForMultipleChoice(SynthesizerPreTrainedModel):
+    """Scores each (context, choice) pair with the pooled [CLS]; inputs are `[batch, num_choices, length]`."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.synthesizer = SynthesizerModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MultipleChoiceModelOutput:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None or reference.dim() < 3:
+            raise ValueError("SynthesizerForMultipleChoice expects inputs of shape (batch, num_choices, length).")
+        num_choices = reference.shape[1]
+
+        def flat(x):
+            return None if x is None else x.reshape(-1, *x.shape[2:])
+
+        outputs = self.synthesizer(
+            flat(input_ids),
+            attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds),
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
+        loss = None
+        if labels is not None:
+            check_labels(labels, logits.shape[:1], "multiple-choice")
+            loss = CrossEntropyLoss()(logits, labels)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class SynthesizerForQuestionAnswering(SynthesizerPreTrainedModel):
+    """Extractive QA: start/end logits per token, loss averaged over start and end as in BERT."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.synthesizer = SynthesizerModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> QuestionAnsweringModelOutput:
+        outputs = self.synthesizer(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.shape[1]
+            loss_fn = CrossEntropyLoss(ignore_index=ignored)
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (loss_fn(start_logits, start) + loss_fn(end_logits, end)) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits.contiguous(),
+            end_logits=end_logits.contiguous(),
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+def language_model_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token cross-entropy with -100 ignored; the caller has already aligned logits and labels."""
+    check_labels(labels, logits.shape[:2], "language-model")
+    return CrossEntropyLoss()(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
+    """Decoder-only Synthesizer LM (the paper's LM1B setting). Labels are shifted inside, as in GPT-2."""
+
+    _tied_weights_keys = {"lm_head.weight": "synthesizer.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: SynthesizerConfig):
+        config.is_decoder = True
+        super().__init__(config)
+        self.synthesizer = SynthesizerDecoder(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CausalLMOutputWithCrossAttentions:
+        outputs = self.synthesizer(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            check_labels(labels, logits.shape[:2], "language-model")
+            loss = language_model_loss(logits[:, :-1], labels[:, 1:])
+        return CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder Synthesizer (BART-like post-LN layout, shared embeddings, tied LM head).
+
+    Encoder self-attention uses `attention_type`, decoder self-attention `decoder_attention_type`;
+    cross-attention is dot-product. The loss is computed here (labels are NOT shifted: the decoder
+    inputs are the labels shifted right, as in T5/BART).
+    """
+
+    _tied_weights_keys = {
+        "encoder.embeddings.word_embeddings.weight": "shared.weight",
+        "decoder.embeddings.word_embeddings.weight": "shared.weight",
+        "lm_head.weight": "shared.weight",
+    }
+
+    def __init__(self, config: SynthesizerConfig):
+        config.is_encoder_decoder = True
+        if config.decoder_start_token_id is None:
+            config.decoder_start_token_id = config.pad_token_id
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.encoder = SynthesizerModel(config, add_pooling_layer=False, word_embeddings=self.shared)
+        self.decoder = SynthesizerDecoder(config, word_embeddings=self.shared, cross_attention=True)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, value):
+        self.shared = value
+        self.encoder.set_input_embeddings(value)
+        self.decoder.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_encoder(self):
+        return self.encoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.shift_right(labels)
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs: decoder_start_token_id, then the labels without the last token (-100 -> pad)."""
+        if self.config.decoder_start_token_id is None or self.config.pad_token_id is None:
+            raise ValueError("Set config.decoder_start_token_id and config.pad_token_id to train a seq2seq model.")
+        shifted = labels.new_full(labels.shape, self.config.decoder_start_token_id)
+        shifted[:, 1:] = labels[:, :-1]
+        return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Seq2SeqLMOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.shift_right(labels)
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(decoder_outputs.last_hidden_state)
+        loss = language_model_loss(logits, labels) if labels is not None else None
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+__all__ = [
+    "SynthesizerDecoder",
+    "SynthesizerForCausalLM",
+    "SynthesizerForMaskedLM",
+    "SynthesizerForMultipleChoice",
+    "SynthesizerForQuestionAnswering",
+    "SynthesizerForSeq2SeqLM",
+    "SynthesizerForSequenceClassification",
+    "SynthesizerForTokenClassification",
+    "SynthesizerModel",
+    "SynthesizerPreTrainedModel",
+]

@@ -1,0 +1,331 @@
+"""Synthesizing functions: each turns hidden states (and token positions) into per-head attention logits.
+
+A synthesizer returns its logits in factored form, S = query @ key^T + bias (any part may be absent),
+so that an attention layer can sum several of them (a mixture, eq. 8) and hand the result to ONE
+`scaled_dot_product_attention` call: the queries and keys of all components are concatenated along the
+feature axis and the biases are added to the attention mask. Dot-product attention is just one more
+synthesizer here (S(X) = F_Q(X) F_K(X)^T, paper section 3.2).
+
+Shapes: `[batch | 1, heads, query_length | key_length, features]`. Tables indexed by position (R, R1, R2,
+the dense W2 and b2) are stored as `[heads, L, ...]` so that one helper selects their rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+
+from .configuration_synthesizer import SynthesizerConfig
+
+
+@dataclass
+class SynthesizedLogits:
+    """Attention logits S = query @ key^T + bias of one synthesizer (already scaled)."""
+
+    query: torch.Tensor | None = None
+    key: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+@dataclass
+class Positions:
+    """Absolute positions of the queries and keys of one forward pass.
+
+    `query`/`key` are `[batch, length]` tensors when positions differ from the sequence index (left-padded
+    decoding), else None, meaning queries are `past_length .. past_length + query_length - 1` and keys
+    `0 .. key_length - 1`: the synthesizers then slice their tables instead of gathering.
+    """
+
+    past_length: int
+    query_length: int
+    key_length: int
+    query: torch.LongTensor | None = None
+    key: torch.LongTensor | None = None
+
+
+def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, start: int, length: int):
+    """Rows of a `[heads, L, ...]` table for the given positions, as `[batch | 1, heads, length, ...]`."""
+    if positions is None:
+        return table[:, start : start + length].unsqueeze(0)
+    return table[:, positions].movedim(1, 0)
+
+
+def select_columns(logits: torch.Tensor, positions: torch.LongTensor | None, length: int) -> torch.Tensor:
+    """Last-axis entries of `[batch | 1, heads, q, L]` logits for the key positions."""
+    if positions is None:
+        return logits[..., :length]
+    batch, heads, queries = max(logits.shape[0], positions.shape[0]), logits.shape[1], logits.shape[2]
+    index = positions[:, None, None, :].expand(batch, heads, queries, -1)
+    return logits.expand(batch, -1, -1, -1).gather(-1, index)
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """`[batch, length, heads * e]` -> `[batch, heads, length, e]`."""
+    return x.view(*x.shape[:-1], num_heads, -1).transpose(1, 2)
+
+
+class Synthesizer(nn.Module):
+    """Base class. `uses_token_keys` marks synthesizers whose keys depend on the key tokens (and are cached)."""
+
+    uses_token_keys = False
+    length_bound = False
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.synthesizer_length = config.synthesizer_length
+
+    def token_keys(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Keys computed from the tokens `[batch, heads, length, e]`; only for `uses_token_keys`."""
+        raise NotImplementedError
+
+    def forward(
+        self, hidden_states: torch.Tensor, positions: Positions, keys: torch.Tensor | None
+    ) -> SynthesizedLogits:
+        raise NotImplementedError
+
+    def reset_synthesizer_parameters(self, config: SynthesizerConfig) -> None:
+        """Initialise raw Parameters (Linear layers are initialised by the PreTrainedModel)."""
+
+
+class DotProductSynthesizer(Synthesizer):
+    """Standard attention: S = (X W_Q)(X W_K)^T / sqrt(d_h)."""
+
+    uses_token_keys = True
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def token_keys(self, hidden_states):
+        return split_heads(self.key(hidden_states), self.num_heads)
+
+    def forward(self, hidden_states, positions, keys):
+        query = split_heads(self.query(hidden_states), self.num_heads) * self.head_dim**-0.5
+        return SynthesizedLogits(query=query, key=keys)
+
+
+class SymmetricDotProductSynthesizer(Synthesizer):
+    """Symmetric attention (Courtois et al., 2024): one projection for queries and keys, S = Q Q^T / sqrt(d_h)."""
+
+    uses_token_keys = True
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def token_keys(self, hidden_states):
+        return split_heads(self.query(hidden_states), self.num_heads)
+
+    def current_queries(self, hidden_states, keys):
+        """The queries equal the keys of the current tokens: the last `query_length` cached keys."""
+        return keys[:, :, keys.shape[2] - hidden_states.shape[1] :]
+
+    def forward(self, hidden_states, positions, keys):
+        query = self.current_queries(hidden_states, keys) * self.head_dim**-0.5
+        return SynthesizedLogits(query=query, key=keys)
+
+
+class PairwiseDotProductSynthesizer(SymmetricDotProductSynthesizer):
+    """Symmetric attention with a learned pairwise coefficient matrix per head: S = Q P_h Q^T / sqrt(d_h)."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        self.pairwise_coefficients = nn.Parameter(torch.empty(self.num_heads, self.head_dim, self.head_dim))
+
+    def forward(self, hidden_states, positions, keys):
+        query = self.current_queries(hidden_states, keys) @ self.pairwise_coefficients.unsqueeze(0)
+        return SynthesizedLogits(query=query * self.head_dim**-0.5, key=keys)
+
+    def reset_synthesizer_parameters(self, config):
+        init.normal_(self.pairwise_coefficients, mean=0.0, std=config.pairwise_initializer_range)
+
+
+class LengthBoundSynthesizer(Synthesizer):
+    """A synthesizer with one parameter entry per position: refuses sequences longer than L."""
+
+    length_bound = True
+
+    def check_length(self, positions: Positions) -> None:
+        if positions.key_length > self.synthesizer_length:
+            raise ValueError(
+                f"Sequence length {positions.key_length} exceeds the synthesizer length "
+                f"{self.synthesizer_length} of this {type(self).__name__}. Truncate the inputs "
+                f"(e.g. tokenizer(..., truncation=True, max_length={self.synthesizer_length})) or build the "
+                "model with a larger `synthesizer_length` (and `max_position_embeddings`)."
+            )
+
+
+class RandomSynthesizer(LengthBoundSynthesizer):
+    """Random synthesizer (eq. 4): S = R, one learned `L x L` matrix per head, independent of the input."""
+
+    def __init__(self, config: SynthesizerConfig, trainable: bool = True):
+        super().__init__(config)
+        length = config.synthesizer_length
+        self.random_logits = nn.Parameter(torch.empty(self.num_heads, length, length), requires_grad=trainable)
+
+    def forward(self, hidden_states, positions, keys):
+        self.check_length(positions)
+        rows = select_positions(self.random_logits, positions.query, positions.past_length, positions.query_length)
+        return SynthesizedLogits(bias=select_columns(rows, positions.key, positions.key_length))
+
+    def reset_synthesizer_parameters(self, config):
+        init.normal_(self.random_logits, mean=0.0, std=config.synthesizer_initializer_range)
+
+
+class FixedRandomSynthesizer(RandomSynthesizer):
+    """Fixed random synthesizer: R is frozen at its initial value (but still saved in the checkpoint)."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config, trainable=False)
+
+
+class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
+    """Factorized random synthesizer (eq. 7): S = R1 R2^T with R1, R2 of shape `L x k` per head."""
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        shape = (self.num_heads, config.synthesizer_length, config.factorized_random_rank)
+        self.random_query_factors = nn.Parameter(torch.empty(shape))
+        self.random_key_factors = nn.Parameter(torch.empty(shape))
+
+    def forward(self, hidden_states, positions, keys):
+        self.check_length(positions)
+        query = select_positions(
+            self.random_query_factors, positions.query, positions.past_length, positions.query_length
+        )
+        key = select_positions(self.random_key_factors, positions.key, 0, positions.key_length)
+        return SynthesizedLogits(query=query, key=key)
+
+    def reset_synthesizer_parameters(self, config):
+        init.normal_(self.random_query_factors, mean=0.0, std=config.synthesizer_initializer_range)
+        init.normal_(self.random_key_factors, mean=0.0, std=config.synthesizer_initializer_range)
+
+
+class DenseSynthesizer(LengthBoundSynthesizer):
+    """Dense synthesizer (eq. 1-3): S_i = W2_h relu(W1 x_i + b1)_h + b2_h, conditioned on token i alone.
+
+    W1 maps d -> d for all heads together; each head maps its own d_h slice to L with W2_h. That gives
+    Table 1's d^2 + d*L parameters at the cost of Q K^T (a full d -> heads*L map costs `heads` times more).
+    In factored form: query = relu(W1 x)_h, key_j = column j of W2_h, bias_j = b2_h[j].
+    """
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        hidden = config.dense_synthesizer_hidden_size
+        self.dense = nn.Linear(config.hidden_size, hidden)
+        self.position_weights = nn.Parameter(
+            torch.empty(self.num_heads, config.synthesizer_length, hidden // self.num_heads)
+        )
+        self.position_bias = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length))
+
+    def forward(self, hidden_states, positions, keys):
+        self.check_length(positions)
+        query = split_heads(torch.relu(self.dense(hidden_states)), self.num_heads)
+        key = select_positions(self.position_weights, positions.key, 0, positions.key_length)
+        bias = select_positions(self.position_bias, positions.key, 0, positions.key_length).unsqueeze(2)
+        return SynthesizedLogits(query=query, key=key, bias=bias)
+
+    def reset_synthesizer_parameters(self, config):
+        init.normal_(self.position_weights, mean=0.0, std=config.initializer_range)
+        init.zeros_(self.position_bias)
+
+
+class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
+    """Factorized dense synthesizer (eq. 5-6): per head A = F_A(x_i) in R^a, B = F_B(x_i) in R^b, a*b = L.
+
+    The logit of key position j is A[j // b] * B[j % b]: the tilings H_A, H_B are composed so that every
+    (element of A, element of B) pair appears once, i.e. the row is the flattened outer product of A and B.
+    """
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        hidden = config.dense_synthesizer_hidden_size
+        per_head = hidden // self.num_heads
+        self.factor_b = config.factorized_dense_b
+        self.dense = nn.Linear(config.hidden_size, hidden)
+        self.weight_a = nn.Parameter(torch.empty(self.num_heads, per_head, config.factorized_dense_a))
+        self.bias_a = nn.Parameter(torch.empty(self.num_heads, config.factorized_dense_a))
+        self.weight_b = nn.Parameter(torch.empty(self.num_heads, per_head, config.factorized_dense_b))
+        self.bias_b = nn.Parameter(torch.empty(self.num_heads, config.factorized_dense_b))
+
+    def factors(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A `[batch, heads, q, a]` and B `[batch, heads, q, b]` of eq. 5."""
+        hidden = split_heads(torch.relu(self.dense(hidden_states)), self.num_heads)
+        factor_a = hidden @ self.weight_a.unsqueeze(0) + self.bias_a[None, :, None]
+        factor_b = hidden @ self.weight_b.unsqueeze(0) + self.bias_b[None, :, None]
+        return factor_a, factor_b
+
+    def forward(self, hidden_states, positions, keys):
+        self.check_length(positions)
+        factor_a, factor_b = self.factors(hidden_states)
+        if positions.key is None:
+            key_positions = torch.arange(positions.key_length, device=hidden_states.device)[None]
+        else:
+            key_positions = positions.key
+        index = key_positions[:, None, None, :].expand(factor_a.shape[0], self.num_heads, factor_a.shape[2], -1)
+        bias = factor_a.gather(-1, index // self.factor_b) * factor_b.gather(-1, index % self.factor_b)
+        return SynthesizedLogits(bias=bias)
+
+    def reset_synthesizer_parameters(self, config):
+        for weight in (self.weight_a, self.weight_b):
+            init.normal_(weight, mean=0.0, std=config.initializer_range)
+        for bias in (self.bias_a, self.bias_b):
+            init.zeros_(bias)
+
+
+SYNTHESIZERS: dict[str, type[Synthesizer]] = {
+    "dot": DotProductSynthesizer,
+    "symmetric_dot": SymmetricDotProductSynthesizer,
+    "pairwise_dot": PairwiseDotProductSynthesizer,
+    "random": RandomSynthesizer,
+    "fixed_random": FixedRandomSynthesizer,
+    "factorized_random": FactorizedRandomSynthesizer,
+    "dense": DenseSynthesizer,
+    "factorized_dense": FactorizedDenseSynthesizer,
+}
+
+
+def combine_logits(parts: list[SynthesizedLogits], weights: torch.Tensor | None) -> SynthesizedLogits:
+    """Weighted sum of factored logits: queries/keys concatenate along features, biases add up.
+
+    sum_c w_c (q_c k_c^T + b_c) = [w_1 q_1, w_2 q_2, ...] [k_1, k_2, ...]^T + sum_c w_c b_c.
+    """
+    queries, keys, bias = [], [], None
+    for index, part in enumerate(parts):
+        weight = 1.0 if weights is None else weights[index]
+        if part.query is not None:
+            queries.append(part.query * weight)
+            keys.append(part.key)
+        if part.bias is not None:
+            bias = part.bias * weight if bias is None else bias + part.bias * weight
+    if not queries:
+        return SynthesizedLogits(bias=bias)
+    if len(queries) == 1:
+        return SynthesizedLogits(query=queries[0], key=keys[0], bias=bias)
+    batch = max(q.shape[0] for q in queries)
+    query = torch.cat([q.expand(batch, -1, -1, -1) for q in queries], dim=-1)
+    key = torch.cat([k.expand(batch, -1, -1, -1) for k in keys], dim=-1)
+    return SynthesizedLogits(query=query, key=key, bias=bias)
+
+
+__all__ = [
+    "SYNTHESIZERS",
+    "DenseSynthesizer",
+    "DotProductSynthesizer",
+    "FactorizedDenseSynthesizer",
+    "FactorizedRandomSynthesizer",
+    "FixedRandomSynthesizer",
+    "PairwiseDotProductSynthesizer",
+    "Positions",
+    "RandomSynthesizer",
+    "SymmetricDotProductSynthesizer",
+    "SynthesizedLogits",
+    "Synthesizer",
+    "combine_logits",
+]
