@@ -1,13 +1,15 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="synthesizer-hf",
     version="0.1.0",
     description="Synthesizer (Tay et al., 2020) attention variants as native Hugging Face Transformers models",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
-    packages=find_packages("src"),
+    packages=find_packages("src") + ["synthesizer_hf.demo_data"],
     package_data={"synthesizer_hf": ["demo_data/**/*"]},
     include_package_data=True,
     python_requires=">=3.10",

@@ -41,7 +41,9 @@ ATTENTION_ALIASES = {
 # Components whose logits depend on two tokens, so their keys come from the hidden states (and are cached).
 TOKEN_KEY_COMPONENTS = frozenset({"dot", "symmetric_dot", "pairwise_dot"})
 # Components that need a synthesizer length L (their parameters have one entry per position).
-LENGTH_BOUND_COMPONENTS = frozenset({"random", "fixed_random", "factorized_random", "dense", "factorized_dense"})
+LENGTH_BOUND_COMPONENTS = frozenset(
+    {"random", "fixed_random", "factorized_random", "dense", "factorized_dense"}
+)
 
 
 def parse_attention_type(spec: str) -> tuple[str, ...]:
@@ -104,7 +106,11 @@ class SynthesizerConfig(PreTrainedConfig):
 
     model_type = "synthesizer"
     keys_to_ignore_at_inference = ["past_key_values"]
-    attribute_map = {"d_model": "hidden_size", "num_heads": "num_attention_heads", "num_layers": "num_hidden_layers"}
+    attribute_map = {
+        "d_model": "hidden_size",
+        "num_heads": "num_attention_heads",
+        "num_layers": "num_hidden_layers",
+    }
 
     vocab_size: int = 8000
     hidden_size: int = 256

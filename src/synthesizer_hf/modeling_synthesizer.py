@@ -91,7 +91,9 @@ def additive_attention_mask(
         allowed = causal_allowed[None, None] if allowed is None else allowed & causal_allowed
     if allowed is None:
         return None
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
+        ~allowed, torch.finfo(dtype).min
+    )
 
 
 class SynthesizerEmbeddings(nn.Module):
@@ -121,7 +123,9 @@ class SynthesizerEmbeddings(nn.Module):
                 f"({self.max_position_embeddings}). Truncate the inputs or use a model built for longer inputs."
             )
         if inputs_embeds is None:
-            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings):
+            if input_ids.numel() and (
+                input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings
+            ):
                 raise ValueError(
                     f"input_ids must lie in [0, {self.word_embeddings.num_embeddings}) (the vocab_size); got values "
                     f"in [{int(input_ids.min())}, {int(input_ids.max())}]. Is the tokenizer the model's own?"
@@ -178,7 +182,9 @@ class SynthesizerSelfAttention(nn.Module):
         value = split_heads(self.value(hidden_states), self.num_heads)
         token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
         widths = [k.shape[-1] for k in token_keys]
-        keys = torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, self.num_heads, length, 0)
+        keys = (
+            torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, self.num_heads, length, 0)
+        )
         if past_key_values is not None:
             cache = past_key_values
             if isinstance(cache, EncoderDecoderCache):
@@ -187,7 +193,10 @@ class SynthesizerSelfAttention(nn.Module):
         keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
 
         logits = combine_logits(
-            [self.synthesizers[name](hidden_states, positions, keys_by_component.get(name)) for name in self.components],
+            [
+                self.synthesizers[name](hidden_states, positions, keys_by_component.get(name))
+                for name in self.components
+            ],
             self.mixture_weights(),
         )
         if logits.bias is not None:
@@ -302,12 +311,16 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         attended, _ = self.self_attn(hidden_states, attention_mask, positions, past_key_values, **kwargs)
-        hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(self.self_attn_output(attended)))
+        hidden_states = self.self_attn_layer_norm(
+            hidden_states + self.dropout(self.self_attn_output(attended))
+        )
         if self.cross_attn is not None:
             attended, _ = self.cross_attn(
                 hidden_states, encoder_hidden_states, encoder_attention_mask, past_key_values, **kwargs
             )
-            hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(self.cross_attn_output(attended)))
+            hidden_states = self.cross_attn_layer_norm(
+                hidden_states + self.dropout(self.cross_attn_output(attended))
+            )
         feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
         return self.output_layer_norm(hidden_states + self.dropout(feed_forward))
 
@@ -360,7 +373,9 @@ def compute_positions(
     if not torch.compiler.is_compiling() and bool(attention_mask[:, 0].all()):
         return Positions(past_length, query_length, key_length)  # no left padding: plain slices
     key_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    return Positions(past_length, query_length, key_length, query=key_positions[:, past_length:], key=key_positions)
+    return Positions(
+        past_length, query_length, key_length, query=key_positions[:, past_length:], key=key_positions
+    )
 
 
 class SynthesizerModel(SynthesizerPreTrainedModel):
@@ -412,7 +427,9 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(hidden_states, mask, positions, **kwargs)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
-        return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden_states, pooler_output=pooled)
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden_states, pooler_output=pooled
+        )
 
 
 class SynthesizerDecoder(SynthesizerPreTrainedModel):
@@ -600,7 +617,9 @@ def sequence_classification_loss(config: SynthesizerConfig, logits: torch.Tensor
         check_labels(labels.view(-1), (logits.shape[0],), "classification")
         return CrossEntropyLoss()(logits.view(-1, config.num_labels), labels.view(-1))
     if tuple(labels.shape) != tuple(logits.shape):
-        raise ValueError(f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+        raise ValueError(
+            f"multi-label labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}."
+        )
     return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
 
 
@@ -611,7 +630,9 @@ class SynthesizerForSequenceClassification(SynthesizerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.synthesizer = SynthesizerModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -647,7 +668,9 @@ class SynthesizerForTokenClassification(SynthesizerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.synthesizer = SynthesizerModel(config, add_pooling_layer=False)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -687,7 +710,9 @@ class SynthesizerForMultipleChoice(SynthesizerPreTrainedModel):
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
         self.synthesizer = SynthesizerModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
@@ -705,7 +730,9 @@ class SynthesizerForMultipleChoice(SynthesizerPreTrainedModel):
     ) -> MultipleChoiceModelOutput:
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None or reference.dim() < 3:
-            raise ValueError("SynthesizerForMultipleChoice expects inputs of shape (batch, num_choices, length).")
+            raise ValueError(
+                "SynthesizerForMultipleChoice expects inputs of shape (batch, num_choices, length)."
+            )
         num_choices = reference.shape[1]
 
         def flat(x):
@@ -886,7 +913,9 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs: decoder_start_token_id, then the labels without the last token (-100 -> pad)."""
         if self.config.decoder_start_token_id is None or self.config.pad_token_id is None:
-            raise ValueError("Set config.decoder_start_token_id and config.pad_token_id to train a seq2seq model.")
+            raise ValueError(
+                "Set config.decoder_start_token_id and config.pad_token_id to train a seq2seq model."
+            )
         shifted = labels.new_full(labels.shape, self.config.decoder_start_token_id)
         shifted[:, 1:] = labels[:, :-1]
         return shifted.masked_fill(shifted == -100, self.config.pad_token_id)

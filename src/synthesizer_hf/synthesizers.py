@@ -166,12 +166,17 @@ class RandomSynthesizer(LengthBoundSynthesizer):
 
     def __init__(self, config: SynthesizerConfig, trainable: bool = True):
         super().__init__(config)
-        length = config.synthesizer_length
-        self.random_logits = nn.Parameter(torch.empty(self.num_heads, length, length), requires_grad=trainable)
+        shape = (self.num_heads, config.synthesizer_length, config.synthesizer_length)
+        if trainable:
+            self.random_logits = nn.Parameter(torch.empty(shape))
+        else:  # a persistent buffer: saved and reloaded, but never trained (a frozen Parameter would thaw on load)
+            self.register_buffer("random_logits", torch.empty(shape))
 
     def forward(self, hidden_states, positions, keys):
         self.check_length(positions)
-        rows = select_positions(self.random_logits, positions.query, positions.past_length, positions.query_length)
+        rows = select_positions(
+            self.random_logits, positions.query, positions.past_length, positions.query_length
+        )
         return SynthesizedLogits(bias=select_columns(rows, positions.key, positions.key_length))
 
     def reset_synthesizer_parameters(self, config):
@@ -179,7 +184,7 @@ class RandomSynthesizer(LengthBoundSynthesizer):
 
 
 class FixedRandomSynthesizer(RandomSynthesizer):
-    """Fixed random synthesizer: R is frozen at its initial value (but still saved in the checkpoint)."""
+    """Fixed random synthesizer: R stays at its initial value (a buffer, still saved in the checkpoint)."""
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config, trainable=False)
@@ -268,7 +273,9 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
             key_positions = torch.arange(positions.key_length, device=hidden_states.device)[None]
         else:
             key_positions = positions.key
-        index = key_positions[:, None, None, :].expand(factor_a.shape[0], self.num_heads, factor_a.shape[2], -1)
+        index = key_positions[:, None, None, :].expand(
+            factor_a.shape[0], self.num_heads, factor_a.shape[2], -1
+        )
         bias = factor_a.gather(-1, index // self.factor_b) * factor_b.gather(-1, index % self.factor_b)
         return SynthesizedLogits(bias=bias)
 

@@ -1,0 +1,240 @@
+"""Every synthesizing function against a direct, obviously-correct computation of the paper's equation.
+
+The references below loop over heads and tokens and use the module's own weights; they share no code
+with the library's factored (query @ key^T + bias) form.
+"""
+
+import math
+
+import pytest
+import torch
+
+from conftest import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
+from synthesizer_hf import SynthesizerForMaskedLM, SynthesizerModel
+from synthesizer_hf.modeling_synthesizer import SynthesizerSelfAttention
+from synthesizer_hf.synthesizers import Positions
+
+
+def reference_component_logits(name, module, x):
+    """S(X) of one component for a single sequence x `[l, d]`, as `[heads, l, l]`, straight from the paper."""
+    heads, length = module.num_heads, x.shape[0]
+    d_h = x.shape[1] // heads
+    out = torch.zeros(heads, length, length, dtype=torch.float64)
+    x = x.double()
+
+    def lin(layer, v):
+        return v @ layer.weight.double().T + layer.bias.double()
+
+    for h in range(heads):
+        cols = slice(h * d_h, (h + 1) * d_h)
+        if name == "dot":
+            q, k = lin(module.query, x)[:, cols], lin(module.key, x)[:, cols]
+            out[h] = q @ k.T / math.sqrt(d_h)
+        elif name == "symmetric_dot":
+            q = lin(module.query, x)[:, cols]
+            out[h] = q @ q.T / math.sqrt(d_h)
+        elif name == "pairwise_dot":
+            q = lin(module.query, x)[:, cols]
+            out[h] = q @ module.pairwise_coefficients[h].double() @ q.T / math.sqrt(d_h)
+        elif name in ("random", "fixed_random"):
+            out[h] = module.random_logits[h, :length, :length].double()
+        elif name == "factorized_random":
+            r1 = module.random_query_factors[h, :length].double()
+            r2 = module.random_key_factors[h, :length].double()
+            out[h] = r1 @ r2.T  # eq. 7
+        elif name == "dense":
+            width = module.position_weights.shape[-1]
+            for i in range(length):  # eq. 2: F(X_i) = W2 relu(W1 X_i + b1) + b2, head h's slice
+                hidden = torch.relu(lin(module.dense, x[i]))[h * width : (h + 1) * width]
+                full_row = module.position_weights[h].double() @ hidden + module.position_bias[h].double()
+                out[h, i] = full_row[:length]
+        elif name == "factorized_dense":
+            width = module.weight_a.shape[1]
+            for i in range(length):
+                hidden = torch.relu(lin(module.dense, x[i]))[h * width : (h + 1) * width]
+                a = hidden @ module.weight_a[h].double() + module.bias_a[h].double()
+                b = hidden @ module.weight_b[h].double() + module.bias_b[h].double()
+                # eq. 6: composed tilings cover every (a_p, b_r) pair: the flattened outer product.
+                out[h, i] = torch.outer(a, b).flatten()[:length]
+        else:
+            raise AssertionError(name)
+    return out
+
+
+def reference_attention(attention: SynthesizerSelfAttention, x, keep):
+    """Y = softmax(sum_c alpha_c S_c(X) masked) G(X), one sequence at a time, float64."""
+    heads = attention.num_heads
+    alphas = (
+        [1.0] if attention.mixture_logits is None else torch.softmax(attention.mixture_logits.double(), 0)
+    )
+    outputs = []
+    for b in range(x.shape[0]):
+        logits = sum(
+            alpha * reference_component_logits(name, attention.synthesizers[name], x[b])
+            for alpha, name in zip(alphas, attention.components)
+        )
+        if attention.causal:
+            logits = logits.masked_fill(torch.ones_like(logits[0]).triu(1).bool(), float("-inf"))
+        logits = logits.masked_fill(~keep[b].bool()[None, None, :], float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        values = (x[b].double() @ attention.value.weight.double().T + attention.value.bias.double()).view(
+            x.shape[1], heads, -1
+        )
+        outputs.append(torch.einsum("hij,jhd->ihd", weights, values).reshape(x.shape[1], -1))
+    return torch.stack(outputs)
+
+
+def run_attention(attention, x, keep, causal=False):
+    from synthesizer_hf.modeling_synthesizer import additive_attention_mask
+
+    length = x.shape[1]
+    mask = additive_attention_mask(keep, length, length, causal, x.dtype, x.device)
+    out, weights = attention(x, mask, Positions(0, length, length))
+    return out, weights
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_matches_paper_equation(variant, implementation, causal):
+    config = tiny_config(variant)
+    config._attn_implementation = implementation
+    attention = SynthesizerSelfAttention(config, config.layer_attention_types()[0], 0, causal).eval()
+    with torch.no_grad():  # large random weights, so that every term visibly moves the softmax
+        for param in attention.parameters():
+            param.normal_(0.0, 0.4)
+    x = torch.randn(3, 11, config.hidden_size)
+    keep = torch.ones(3, 11, dtype=torch.long)
+    keep[1, 8:] = 0
+    keep[2, 5:] = 0
+    with torch.no_grad():
+        out, _ = run_attention(attention, x, keep, causal)
+    expected = reference_attention(attention, x, keep)
+    rows = keep.bool()  # outputs at padded query positions are never used
+    torch.testing.assert_close(out.double()[rows], expected[rows], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_padding_does_not_change_unpadded_outputs(variant):
+    model = SynthesizerModel(tiny_config(variant)).eval()
+    ids = torch.randint(3, 99, (1, 9))
+    padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 9), torch.zeros(1, 5)], dim=1).long()
+    with torch.no_grad():
+        alone = model(ids).last_hidden_state
+        with_padding = model(padded, attention_mask=mask).last_hidden_state[:, :9]
+    torch.testing.assert_close(with_padding, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_every_trainable_parameter_gets_a_gradient(variant):
+    model = SynthesizerForMaskedLM(tiny_config(variant))
+    ids = torch.randint(3, 99, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    model(ids, attention_mask=mask, labels=ids).loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"{name} got no gradient"
+    fixed = [buffer for name, buffer in model.named_buffers() if "random_logits" in name]
+    assert len(fixed) == (2 if variant == "fixed_random" else 0)
+    assert all(not buffer.requires_grad and buffer.grad is None for buffer in fixed)
+
+
+def attention_maps(model, ids, mask=None):
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        return model(ids, attention_mask=mask, output_attentions=True).attentions
+
+
+@pytest.mark.parametrize("variant", ["random", "fixed_random", "factorized_random"])
+def test_random_attention_does_not_depend_on_the_input(variant):
+    model = SynthesizerModel(tiny_config(variant)).eval()
+    first = attention_maps(model, torch.randint(3, 99, (2, 10)))
+    second = attention_maps(model, torch.randint(3, 99, (2, 10)))
+    for a, b in zip(first, second):
+        assert a.shape == (2, 4, 10, 10)
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("variant", ["dense", "factorized_dense"])
+def test_dense_row_depends_only_on_its_own_token(variant):
+    model = SynthesizerModel(tiny_config(variant)).eval()
+    ids = torch.randint(3, 99, (1, 10))
+    changed = ids.clone()
+    changed[0, 6] = (ids[0, 6] + 1) % 96 + 3
+    before, after = attention_maps(model, ids)[0], attention_maps(model, changed)[0]
+    unchanged_rows = [i for i in range(10) if i != 6]
+    torch.testing.assert_close(before[:, :, unchanged_rows], after[:, :, unchanged_rows])
+    assert not torch.allclose(before[:, :, 6], after[:, :, 6])
+
+
+def test_output_attentions_shape_and_rows_sum_to_one():
+    model = SynthesizerModel(tiny_config("random+dot")).eval()
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[0, 7:] = 0
+    maps = attention_maps(model, torch.randint(3, 99, (2, 10)), mask)
+    assert len(maps) == 2 and maps[0].shape == (2, 4, 10, 10)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 4, 10))
+    assert torch.all(maps[0][0, :, :, 7:] == 0), "padded keys must get zero weight"
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_fully_padded_rows_are_finite(variant):
+    model = SynthesizerForMaskedLM(tiny_config(variant)).eval()
+    ids = torch.randint(3, 99, (2, 8))
+    mask = torch.ones_like(ids)
+    mask[1] = 0
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask).logits
+    assert torch.isfinite(logits).all()
+
+
+def table1_synthesizer_parameters(variant, d, heads, length, k, a, b):
+    """|theta| of the synthesizing function (Table 1), with the biases the layers carry."""
+    return {
+        "dot": 2 * (d * d + d),
+        "symmetric_dot": d * d + d,
+        "pairwise_dot": d * d + d + heads * (d // heads) ** 2,
+        "random": heads * length * length,
+        "fixed_random": heads * length * length,
+        "factorized_random": heads * 2 * length * k,
+        "dense": d * d + d + d * length + heads * length,
+        "factorized_dense": d * d + d + d * (a + b) + heads * (a + b),
+    }[variant]
+
+
+@pytest.mark.parametrize("variant", SINGLE_VARIANTS)
+def test_parameter_counts_follow_table_1(variant):
+    config = tiny_config(variant)
+    attention = SynthesizerModel(config).layers[0].self_attn
+    counted = sum(p.numel() for p in attention.synthesizers.parameters())
+    expected = table1_synthesizer_parameters(
+        variant,
+        config.hidden_size,
+        config.num_attention_heads,
+        config.synthesizer_length,
+        config.factorized_random_rank,
+        config.factorized_dense_a,
+        config.factorized_dense_b,
+    )
+    assert counted == expected
+    names = {n for n, _ in attention.named_parameters()}
+    if variant not in ("dot",):
+        assert not any(n.endswith("key.weight") for n in names), "synthesizers have no key projection"
+    if variant in ("random", "fixed_random", "factorized_random", "dense", "factorized_dense"):
+        assert not any("query" in n and "factors" not in n for n in names), "no query projection either"
+
+
+def test_sequence_longer_than_synthesizer_length_is_a_clear_error():
+    model = SynthesizerModel(tiny_config("random", max_position_embeddings=32, synthesizer_length=8))
+    with pytest.raises(ValueError, match=r"exceeds the synthesizer length 8.*synthesizer_length"):
+        model(torch.randint(3, 99, (1, 9)))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        SynthesizerModel(tiny_config("dot"))(torch.randint(3, 99, (1, 17)))
+
+
+def test_mixture_weights_are_a_learned_convex_combination():
+    attention = SynthesizerModel(tiny_config("random+dense+dot")).layers[0].self_attn
+    weights = attention.mixture_weights()
+    torch.testing.assert_close(weights, torch.full((3,), 1 / 3))
+    assert attention.mixture_logits.requires_grad

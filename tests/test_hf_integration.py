@@ -1,0 +1,223 @@
+"""Auto classes, save/reload, trust_remote_code, pipelines, Trainer and torch.compile."""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainingArguments,
+    pipeline,
+)
+
+from conftest import ALL_VARIANTS, tiny_config
+from synthesizer_hf import (
+    SynthesizerConfig,
+    SynthesizerForCausalLM,
+    SynthesizerForMaskedLM,
+    SynthesizerForMultipleChoice,
+    SynthesizerForQuestionAnswering,
+    SynthesizerForSeq2SeqLM,
+    SynthesizerForSequenceClassification,
+    SynthesizerForTokenClassification,
+    SynthesizerModel,
+)
+
+HEADS = [
+    SynthesizerModel,
+    SynthesizerForMaskedLM,
+    SynthesizerForSequenceClassification,
+    SynthesizerForTokenClassification,
+    SynthesizerForMultipleChoice,
+    SynthesizerForQuestionAnswering,
+    SynthesizerForCausalLM,
+    SynthesizerForSeq2SeqLM,
+]
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_save_and_reload_is_exact(variant, tmp_path):
+    model = SynthesizerForMaskedLM(tiny_config(variant))
+    with torch.no_grad():  # make mixture weights non-trivial so that a reset would show
+        for name, param in model.named_parameters():
+            if "mixture_logits" in name:
+                param.copy_(torch.randn_like(param))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")), "only safetensors are written"
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
+    assert type(reloaded) is SynthesizerForMaskedLM
+    original, loaded = model.state_dict(), reloaded.state_dict()
+    assert original.keys() == loaded.keys()
+    for key in original:
+        assert torch.equal(original[key], loaded[key]), key
+    assert reloaded.lm_head.decoder.weight.data_ptr() == reloaded.get_input_embeddings().weight.data_ptr()
+    if variant == "fixed_random":
+        assert not any("random_logits" in name for name, _ in reloaded.named_parameters()), (
+            "fixed R is not trained"
+        )
+        assert any("random_logits" in name for name, _ in reloaded.named_buffers())
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_is_registered_with_an_auto_class(head, tmp_path):
+    config = tiny_config("random+dot")
+    head(config).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "synthesizer"
+    assert saved["auto_map"]["AutoConfig"] == "configuration_synthesizer.SynthesizerConfig"
+    auto_name = next(name for name, path in saved["auto_map"].items() if path.endswith("." + head.__name__))
+    assert (tmp_path / "modeling_synthesizer.py").exists() and (tmp_path / "synthesizers.py").exists()
+    import transformers
+
+    reloaded = getattr(transformers, auto_name).from_pretrained(tmp_path)
+    assert type(reloaded) is head
+    assert type(AutoConfig.from_pretrained(tmp_path)) is SynthesizerConfig
+
+
+def test_trust_remote_code_loads_without_the_package_installed(tmp_path):
+    model = SynthesizerForSequenceClassification(
+        tiny_config(["random+dot", "factorized_dense"], num_labels=3)
+    )
+    model.save_pretrained(tmp_path / "ckpt")
+    ids = torch.randint(3, 99, (2, 7))
+    expected = model.eval()(ids).logits
+    torch.save(ids, tmp_path / "ids.pt")
+    # -I -S: no user site, no PYTHONPATH and no .pth files, so neither an editable install nor src/ is visible;
+    # only the plain site-packages directory (transformers, torch) is put back on the path.
+    site_packages = sysconfig.get_paths()["purelib"]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.append({site_packages!r})
+        import importlib.util
+        assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
+        import torch
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
+        ids = torch.load({str(tmp_path / "ids.pt")!r})
+        torch.save(model.eval()(ids).logits, {str(tmp_path / "out.pt")!r})
+        print(type(model).__module__)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "transformers_modules" in result.stdout
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
+
+
+def make_tokenizer(tmp_path) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer trained here, offline, on a toy corpus."""
+    from synthesizer_hf.tokenization import train_tokenizer
+
+    corpus = ["the movie was great", "the movie was awful", "a fine film", "an awful film"] * 20
+    return train_tokenizer(corpus, vocab_size=99, min_frequency=1, model_max_length=16)
+
+
+def test_fill_mask_and_text_classification_pipelines(tmp_path):
+    tokenizer = make_tokenizer(tmp_path)
+    config = tiny_config("factorized_random+dot", vocab_size=len(tokenizer))
+    mlm = SynthesizerForMaskedLM(config)
+    mlm.save_pretrained(tmp_path / "mlm")
+    tokenizer.save_pretrained(tmp_path / "mlm")
+    fill = pipeline("fill-mask", model=str(tmp_path / "mlm"))
+    predictions = fill(f"the movie was {tokenizer.mask_token}")
+    assert len(predictions) == 5 and {"score", "token_str"} <= predictions[0].keys()
+
+    classifier = SynthesizerForSequenceClassification(config)
+    classifier.config.id2label = {0: "negative", 1: "positive"}
+    classifier.config.label2id = {"negative": 0, "positive": 1}
+    classifier.save_pretrained(tmp_path / "cls")
+    tokenizer.save_pretrained(tmp_path / "cls")
+    classify = pipeline("text-classification", model=str(tmp_path / "cls"))
+    result = classify(["a fine film", "an awful film"])
+    assert [r["label"] in ("negative", "positive") for r in result] == [True, True]
+    assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")) is type(classifier)
+
+
+def test_trainer_trains_a_classification_head(tmp_path):
+    from datasets import Dataset
+
+    tokenizer = make_tokenizer(tmp_path)
+    texts = ["the movie was great", "a fine film", "the movie was awful", "an awful film"] * 8
+    labels = [1, 1, 0, 0] * 8
+    dataset = Dataset.from_dict({"text": texts, "label": labels}).map(
+        lambda batch: tokenizer(batch["text"], padding="max_length", max_length=12), batched=True
+    )
+    model = SynthesizerForSequenceClassification(tiny_config("random", vocab_size=len(tokenizer)))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_train_epochs=6,
+        learning_rate=3e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+
+
+def test_automodel_builds_from_config():
+    model = AutoModel.from_config(tiny_config("dense"))
+    assert type(model) is SynthesizerModel
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_torch_compile_forward_and_backward(variant):
+    torch._dynamo.reset()
+    model = SynthesizerForMaskedLM(tiny_config(variant))
+    compiled = torch.compile(model, backend="aot_eager")
+    ids = torch.randint(3, 99, (2, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    out = compiled(input_ids=ids, attention_mask=mask, labels=ids)
+    out.loss.backward()
+    eager = model(input_ids=ids, attention_mask=mask, labels=ids)
+    torch.testing.assert_close(out.loss, eager.loss)
+
+
+def test_torch_compile_with_inductor():
+    torch._dynamo.reset()
+    model = SynthesizerForMaskedLM(tiny_config("random+dot")).eval()
+    ids = torch.randint(3, 99, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model)(ids).logits, model(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config("dense+dot")
+    model = SynthesizerForMaskedLM(config)
+    ids = torch.randint(3, 99, (2, 10))
+    model(ids, labels=ids).loss.backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    for name, grad in plain.items():
+        torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5)
