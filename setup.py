@@ -9,7 +9,7 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
-    packages=find_packages("src") + ["synthesizer_hf.demo_data"],
+    packages=[*find_packages("src"), "synthesizer_hf.demo_data"],
     package_data={"synthesizer_hf": ["demo_data/**/*"]},
     include_package_data=True,
     python_requires=">=3.10",
