@@ -182,15 +182,15 @@ class SynthesizerSelfAttention(nn.Module):
         value = split_heads(self.value(hidden_states), self.num_heads)
         token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
         widths = [k.shape[-1] for k in token_keys]
-        keys = (
-            torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, self.num_heads, length, 0)
-        )
+        # Layers without token-dependent keys cache only values, plus a one-number-per-token placeholder key
+        # (the cache measures its length on the keys and treats an empty tensor as an empty cache).
+        keys = torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, 1, length, 1)
         if past_key_values is not None:
             cache = past_key_values
             if isinstance(cache, EncoderDecoderCache):
                 cache = cache.self_attention_cache
             keys, value = cache.update(keys, value, self.layer_idx)
-        keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
+        keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1))) if token_keys else {}
 
         logits = combine_logits(
             [
@@ -366,16 +366,15 @@ def compute_positions(
     embeddings as the same prompt alone. Encoders use the sequence index, as BERT does.
     """
     key_length = past_length + query_length
-    if position_ids is not None:
-        return Positions(past_length, query_length, key_length, query=position_ids, key=position_ids)
-    if not follow_padding or attention_mask is None:
-        return Positions(past_length, query_length, key_length)
-    if not torch.compiler.is_compiling() and bool(attention_mask[:, 0].all()):
-        return Positions(past_length, query_length, key_length)  # no left padding: plain slices
-    key_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    return Positions(
-        past_length, query_length, key_length, query=key_positions[:, past_length:], key=key_positions
-    )
+    key_positions = None
+    if follow_padding and attention_mask is not None:
+        if torch.compiler.is_compiling() or not bool(attention_mask[:, 0].all()):  # left padding present
+            key_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    elif position_ids is not None and past_length == 0:
+        key_positions = position_ids
+    if position_ids is None and key_positions is not None:
+        position_ids = key_positions[:, past_length:]
+    return Positions(past_length, query_length, key_length, query=position_ids, key=key_positions)
 
 
 class SynthesizerModel(SynthesizerPreTrainedModel):

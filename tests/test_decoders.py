@@ -1,0 +1,227 @@
+"""Causal LM and encoder-decoder: no future leakage, cached == uncached, left padding, generation, training."""
+
+import pytest
+import torch
+from conftest import ALL_VARIANTS, tiny_config
+from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
+
+from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM
+
+
+def causal_lm(variant, **overrides):
+    return SynthesizerForCausalLM(tiny_config(variant, **overrides)).eval()
+
+
+def seq2seq(variant, decoder_variant=None, **overrides):
+    config = tiny_config(variant, decoder_attention_type=decoder_variant or variant, **overrides)
+    return SynthesizerForSeq2SeqLM(config).eval()
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_causal_lm_never_looks_ahead(variant):
+    model = causal_lm(variant)
+    ids = torch.randint(3, 99, (2, 12))
+    changed = ids.clone()
+    changed[:, 7:] = torch.randint(3, 99, (2, 5))
+    with torch.no_grad():
+        before, after = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(before[:, :7], after[:, :7])
+    assert not torch.allclose(before[:, 7:], after[:, 7:])
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_incremental_decoding_equals_full_forward(variant):
+    model = causal_lm(variant)
+    ids = torch.randint(3, 99, (2, 11))
+    with torch.no_grad():
+        full = model(ids).logits
+        out = model(ids[:, :4], use_cache=True)
+        steps = [out.logits]
+        cache = out.past_key_values
+        for t in range(4, 11):
+            out = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_seq2seq_incremental_decoding_equals_full_forward(variant):
+    model = seq2seq("random+dot", variant)
+    source = torch.randint(3, 99, (2, 9))
+    source_mask = torch.ones_like(source)
+    source_mask[1, 6:] = 0
+    target = torch.randint(3, 99, (2, 8))
+    with torch.no_grad():
+        full = model(source, attention_mask=source_mask, decoder_input_ids=target).logits
+        encoder_outputs = model.get_encoder()(source, attention_mask=source_mask)
+        cache, steps = None, []
+        for t in range(8):
+            out = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=source_mask,
+                decoder_input_ids=target[:, t : t + 1],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            steps.append(out.logits)
+    assert isinstance(cache, EncoderDecoderCache)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["random", "factorized_dense", "dense+dot", "pairwise_dot", "factorized_random"])
+def test_generate_with_cache_equals_without(variant):
+    model = causal_lm(variant)
+    prompt = torch.randint(3, 99, (2, 4))
+    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        cached = model.generate(prompt, use_cache=True, **settings)
+        uncached = model.generate(prompt, use_cache=False, **settings)
+    assert cached.shape == (2, 12)
+    assert torch.equal(cached, uncached)
+
+
+@pytest.mark.parametrize("variant", ["random", "dense", "factorized_random+dot", "factorized_dense"])
+def test_left_padded_prompt_generates_like_the_prompt_alone(variant):
+    model = causal_lm(variant)
+    short, long = torch.randint(3, 99, (1, 3)), torch.randint(3, 99, (1, 6))
+    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1), long])
+    mask = torch.ones_like(batch)
+    mask[0, :3] = 0
+    settings = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        alone = model.generate(short, **settings)[0, 3:]
+        together = model.generate(batch, attention_mask=mask, **settings)[0, 6:]
+        # and the logits of the real tokens match too, not only the argmax
+        logits_alone = model(short).logits
+        logits_padded = model(batch[:1], attention_mask=mask[:1]).logits[:, 3:]
+    assert torch.equal(alone, together)
+    torch.testing.assert_close(logits_padded, logits_alone, atol=1e-5, rtol=1e-5)
+
+
+def test_beam_search_and_sampling_run_for_both_decoders():
+    lm = causal_lm("random+dot")
+    s2s = seq2seq("dense", "random")
+    prompt = torch.randint(3, 99, (2, 4))
+    with torch.no_grad():
+        beams = lm.generate(prompt, num_beams=3, max_new_tokens=5, pad_token_id=0, eos_token_id=None)
+        sampled = lm.generate(prompt, do_sample=True, top_k=10, max_new_tokens=5, pad_token_id=0, eos_token_id=None)
+        s2s_beams = s2s.generate(prompt, num_beams=3, max_new_tokens=5, eos_token_id=None)
+        s2s_sampled = s2s.generate(prompt, do_sample=True, max_new_tokens=5, eos_token_id=None)
+    assert beams.shape == sampled.shape == (2, 9)
+    assert s2s_beams.shape == s2s_sampled.shape == (2, 6)  # decoder_start + 5
+
+
+def test_seq2seq_generate_with_cache_equals_without():
+    model = seq2seq("factorized_random+dot", "random")
+    source = torch.randint(3, 99, (2, 7))
+    with torch.no_grad():
+        cached = model.generate(source, max_new_tokens=7, use_cache=True, eos_token_id=None)
+        uncached = model.generate(source, max_new_tokens=7, use_cache=False, eos_token_id=None)
+    assert torch.equal(cached, uncached)
+
+
+def test_generation_past_the_synthesizer_length_is_a_clear_error():
+    model = causal_lm("random", max_position_embeddings=16, synthesizer_length=12)
+    with pytest.raises(ValueError, match="exceeds the synthesizer length 12"):
+        model.generate(torch.randint(3, 99, (1, 10)), max_new_tokens=10, pad_token_id=0, eos_token_id=None)
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
+        causal_lm("dot").generate(torch.randint(3, 99, (1, 10)), max_new_tokens=10, pad_token_id=0, eos_token_id=None)
+
+
+def cache_bytes_per_token(model, cache_type=DynamicCache):
+    with torch.no_grad():
+        cache = model(torch.randint(3, 99, (1, 10)), use_cache=True).past_key_values
+    total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    return total / 10
+
+
+def test_pure_synthesizer_layers_cache_values_only():
+    dot = cache_bytes_per_token(causal_lm("dot"))
+    for variant in ("random", "dense", "factorized_dense", "factorized_random", "fixed_random"):
+        # values only, plus one placeholder number per token (1/32 of a key row here; 1/hidden_size in general)
+        assert cache_bytes_per_token(causal_lm(variant)) == dot / 2 * (1 + 1 / 32), variant
+    assert cache_bytes_per_token(causal_lm("random+dot")) == dot
+
+
+def test_seq2seq_loss_ignores_minus_100_and_does_not_shift_labels():
+    model = seq2seq("dot")
+    source, labels = torch.randint(3, 99, (2, 6)), torch.randint(3, 99, (2, 5))
+    labels[1, 3:] = -100
+    out = model(source, labels=labels)
+    logits = model(source, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels)).logits
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 99), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+    assert model.prepare_decoder_input_ids_from_labels(labels)[0, 0] == model.config.decoder_start_token_id
+
+
+def copy_task(size=64, length=6, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randint(5, 20, (size, length), generator=generator)
+    return [{"input_ids": r.tolist(), "labels": r.tolist()} for r in rows]
+
+
+def test_seq2seq_trainer_learns_a_copy_task_with_generation(tmp_path):
+    from datasets import Dataset
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    model = SynthesizerForSeq2SeqLM(tiny_config("random+dot", decoder_attention_type="random"))
+    model.generation_config = GenerationConfig(
+        max_new_tokens=7, decoder_start_token_id=0, pad_token_id=0, eos_token_id=None
+    )
+    data = Dataset.from_list(copy_task())
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=16,
+        max_steps=40,
+        learning_rate=3e-3,
+        logging_steps=5,
+        predict_with_generate=True,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data, eval_dataset=data.select(range(16)))
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert losses[-1] < 0.7 * losses[0]
+    predictions = trainer.predict(data.select(range(16))).predictions
+    assert predictions.shape[0] == 16
+
+
+def test_trainer_trains_the_causal_lm(tmp_path):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = SynthesizerForCausalLM(tiny_config("factorized_random+dot"))
+    rows = [{"input_ids": list(range(5, 15)), "labels": list(range(5, 15))}] * 32
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        max_steps=20,
+        learning_rate=3e-3,
+        logging_steps=5,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows))
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_text_generation_pipeline(tmp_path):
+    from transformers import pipeline
+
+    from synthesizer_hf.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer(["a b c d e f g"] * 10, vocab_size=99, min_frequency=1)
+    model = SynthesizerForCausalLM(tiny_config("random+dot", vocab_size=len(tokenizer), max_position_embeddings=32))
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    out = generator("a b c", max_new_tokens=4, do_sample=False)
+    assert isinstance(out[0]["generated_text"], str)
