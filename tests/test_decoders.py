@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import ALL_VARIANTS, tiny_config
-from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
+from transformers import EncoderDecoderCache, GenerationConfig
 
+from conftest import ALL_VARIANTS, tiny_config
 from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM
 
 
@@ -70,7 +70,9 @@ def test_seq2seq_incremental_decoding_equals_full_forward(variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["random", "factorized_dense", "dense+dot", "pairwise_dot", "factorized_random"])
+@pytest.mark.parametrize(
+    "variant", ["random", "factorized_dense", "dense+dot", "pairwise_dot", "factorized_random"]
+)
 def test_generate_with_cache_equals_without(variant):
     model = causal_lm(variant)
     prompt = torch.randint(3, 99, (2, 4))
@@ -106,7 +108,9 @@ def test_beam_search_and_sampling_run_for_both_decoders():
     prompt = torch.randint(3, 99, (2, 4))
     with torch.no_grad():
         beams = lm.generate(prompt, num_beams=3, max_new_tokens=5, pad_token_id=0, eos_token_id=None)
-        sampled = lm.generate(prompt, do_sample=True, top_k=10, max_new_tokens=5, pad_token_id=0, eos_token_id=None)
+        sampled = lm.generate(
+            prompt, do_sample=True, top_k=10, max_new_tokens=5, pad_token_id=0, eos_token_id=None
+        )
         s2s_beams = s2s.generate(prompt, num_beams=3, max_new_tokens=5, eos_token_id=None)
         s2s_sampled = s2s.generate(prompt, do_sample=True, max_new_tokens=5, eos_token_id=None)
     assert beams.shape == sampled.shape == (2, 9)
@@ -127,10 +131,12 @@ def test_generation_past_the_synthesizer_length_is_a_clear_error():
     with pytest.raises(ValueError, match="exceeds the synthesizer length 12"):
         model.generate(torch.randint(3, 99, (1, 10)), max_new_tokens=10, pad_token_id=0, eos_token_id=None)
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
-        causal_lm("dot").generate(torch.randint(3, 99, (1, 10)), max_new_tokens=10, pad_token_id=0, eos_token_id=None)
+        causal_lm("dot").generate(
+            torch.randint(3, 99, (1, 10)), max_new_tokens=10, pad_token_id=0, eos_token_id=None
+        )
 
 
-def cache_bytes_per_token(model, cache_type=DynamicCache):
+def cache_bytes_per_token(model):
     with torch.no_grad():
         cache = model(torch.randint(3, 99, (1, 10)), use_cache=True).past_key_values
     total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
@@ -151,7 +157,9 @@ def test_seq2seq_loss_ignores_minus_100_and_does_not_shift_labels():
     labels[1, 3:] = -100
     out = model(source, labels=labels)
     logits = model(source, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels)).logits
-    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 99), labels.reshape(-1), ignore_index=-100)
+    expected = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 99), labels.reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(out.loss, expected)
     assert model.prepare_decoder_input_ids_from_labels(labels)[0, 0] == model.config.decoder_start_token_id
 
@@ -221,7 +229,9 @@ def test_text_generation_pipeline(tmp_path):
     from synthesizer_hf.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["a b c d e f g"] * 10, vocab_size=99, min_frequency=1)
-    model = SynthesizerForCausalLM(tiny_config("random+dot", vocab_size=len(tokenizer), max_position_embeddings=32))
+    model = SynthesizerForCausalLM(
+        tiny_config("random+dot", vocab_size=len(tokenizer), max_position_embeddings=32)
+    )
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     out = generator("a b c", max_new_tokens=4, do_sample=False)
     assert isinstance(out[0]["generated_text"], str)

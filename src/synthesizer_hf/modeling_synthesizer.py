@@ -190,7 +190,9 @@ class SynthesizerSelfAttention(nn.Module):
             if isinstance(cache, EncoderDecoderCache):
                 cache = cache.self_attention_cache
             keys, value = cache.update(keys, value, self.layer_idx)
-        keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1))) if token_keys else {}
+        keys_by_component = (
+            dict(zip(self.token_key_components, keys.split(widths, dim=-1))) if token_keys else {}
+        )
 
         logits = combine_logits(
             [

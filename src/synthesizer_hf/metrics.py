@@ -1,0 +1,168 @@
+"""Official GLUE / SuperGLUE metrics, computed offline.
+
+`evaluate.load("glue", ...)` downloads its metric scripts from the Hugging Face Hub, which is not
+reachable where these models are trained, so the metrics are computed here with scikit-learn and
+scipy instead. Every function takes predicted class ids (or scores for STS-B) and reference labels
+as lists or numpy arrays and returns a dict of plain python floats, with the key names that
+`evaluate`'s GLUE/SuperGLUE metrics use where one exists.
+
+`compute_task_metrics` picks the metric of a task from the task table in `synthesizer_hf.tasks`;
+`benchmark_average` turns per-task metrics into the official leaderboard scores.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _validated(predictions: ArrayLike, references: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Turn inputs into 1-D arrays of equal, non-zero length, so that mistakes fail loudly."""
+    preds, refs = np.asarray(predictions), np.asarray(references)
+    if preds.ndim != 1 or refs.ndim != 1:
+        raise ValueError(
+            f"predictions and references must be 1-D (got shapes {preds.shape} and {refs.shape}); "
+            "pass class ids (argmax of the logits), not the logits themselves"
+        )
+    if len(preds) != len(refs) or len(preds) == 0:
+        raise ValueError(
+            f"got {len(preds)} predictions for {len(refs)} references; need equal, non-zero counts"
+        )
+    return preds, refs
+
+
+def accuracy(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
+    """Fraction of exact matches (SST-2, QNLI, RTE, WNLI, MNLI, BoolQ, COPA, WiC, WSC)."""
+    preds, refs = _validated(predictions, references)
+    return {"accuracy": float(np.mean(preds == refs))}
+
+
+def matthews_correlation(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
+    """Matthews correlation coefficient (CoLA).
+
+    It is 0.0, not NaN, when predictions or references are constant, which happens with
+    untrained or collapsed models and must not poison averages.
+    """
+    preds, refs = _validated(predictions, references)
+    return {"matthews_correlation": float(np.nan_to_num(matthews_corrcoef(refs, preds)))}
+
+
+def accuracy_and_f1(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
+    """Accuracy and F1 of the positive class 1 (MRPC, QQP)."""
+    preds, refs = _validated(predictions, references)
+    return {
+        "accuracy": float(np.mean(preds == refs)),
+        "f1": float(f1_score(refs, preds, pos_label=1, average="binary", zero_division=0)),
+    }
+
+
+def _correlation(statistic: Callable, preds: np.ndarray, refs: np.ndarray) -> float:
+    """A correlation that is 0.0 when one side is constant (undefined), instead of NaN."""
+    if np.ptp(preds) == 0 or np.ptp(refs) == 0:
+        return 0.0
+    return float(statistic(preds, refs)[0])
+
+
+def pearson_and_spearman(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
+    """Pearson and Spearman correlation of predicted and gold similarity scores (STS-B)."""
+    preds, refs = _validated(predictions, references)
+    preds, refs = preds.astype(np.float64), refs.astype(np.float64)
+    return {
+        "pearson": _correlation(stats.pearsonr, preds, refs),
+        "spearmanr": _correlation(stats.spearmanr, preds, refs),
+    }
+
+
+def accuracy_and_macro_f1(
+    predictions: ArrayLike, references: ArrayLike, num_classes: int = 3
+) -> dict[str, float]:
+    """Accuracy and unweighted mean of the per-class F1 over all `num_classes` classes (CB).
+
+    A class that is absent from both predictions and references scores F1 = 0, as in the
+    SuperGLUE reference implementation, which always averages over the 3 CB classes.
+    """
+    preds, refs = _validated(predictions, references)
+    macro_f1 = f1_score(refs, preds, labels=list(range(num_classes)), average="macro", zero_division=0)
+    return {"accuracy": float(np.mean(preds == refs)), "macro_f1": float(macro_f1)}
+
+
+def multirc_f1a_and_em(
+    predictions: ArrayLike, references: ArrayLike, question_ids: ArrayLike
+) -> dict[str, float]:
+    """MultiRC scores over rows that are single answer options.
+
+    F1a is the binary F1 over all answer options pooled together; exact match is the fraction of
+    questions (rows grouped by `question_ids`) whose answer options are all predicted correctly.
+    """
+    preds, refs = _validated(predictions, references)
+    questions = np.asarray(question_ids)
+    if questions.shape != preds.shape:
+        raise ValueError(f"got {len(questions)} question ids for {len(preds)} predictions")
+    all_correct: dict[object, bool] = defaultdict(lambda: True)
+    for question, correct in zip(questions.tolist(), (preds == refs).tolist()):
+        all_correct[question] &= correct
+    return {
+        "f1_a": float(f1_score(refs, preds, pos_label=1, average="binary", zero_division=0)),
+        "exact_match": float(np.mean(list(all_correct.values()))),
+    }
+
+
+def _metric_suffix(split: str | None) -> str:
+    """`validation_mismatched` -> `_mismatched`: keeps MNLI's two dev sets apart in one results dict."""
+    variant = (split or "").partition("_")[2]
+    return f"_{variant}" if variant else ""
+
+
+def compute_task_metrics(
+    task_name: str,
+    predictions: ArrayLike,
+    references: ArrayLike,
+    *,
+    split: str | None = None,
+    **extra: ArrayLike,
+) -> dict[str, float]:
+    """Official metrics of `task_name` (a key of `synthesizer_hf.tasks.TASKS`).
+
+    `extra` is passed to the metric (MultiRC needs `question_ids`). For a split with a variant
+    suffix such as MNLI's `validation_mismatched`, the suffix is appended to every key
+    (`accuracy_mismatched`), so both MNLI dev sets can share one results dict.
+    """
+    from synthesizer_hf.tasks import get_task  # tasks imports this module for its metric functions
+
+    scores = get_task(task_name).metric(predictions, references, **extra)
+    suffix = _metric_suffix(split)
+    return {f"{key}{suffix}": value for key, value in scores.items()}
+
+
+def benchmark_average(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Official leaderboard score of each task, plus one average per benchmark present.
+
+    As on the GLUE and SuperGLUE leaderboards, a task with several metrics scores the unweighted
+    mean of them (MRPC: accuracy and F1; STS-B: Pearson and Spearman; MNLI: matched and mismatched
+    accuracy; CB: accuracy and macro-F1; MultiRC: F1a and EM), and the benchmark score is the
+    unweighted mean over tasks. The averages are keyed `glue_average` / `superglue_average`; they
+    equal the official score only when every task of the benchmark is in `results`. Values keep the
+    scale of the inputs (0-1 unless the caller scaled them); other keys such as losses are ignored.
+    """
+    from synthesizer_hf.tasks import get_task  # tasks imports this module for its metric functions
+
+    scores: dict[str, float] = {}
+    by_benchmark: dict[str, list[float]] = defaultdict(list)
+    for task_name, metrics in results.items():
+        spec = get_task(task_name)
+        missing = [key for key in spec.score_keys if key not in metrics]
+        if missing:
+            raise ValueError(
+                f"results for {task_name!r} lack {missing}; its official score averages {list(spec.score_keys)}"
+            )
+        scores[task_name] = float(np.mean([metrics[key] for key in spec.score_keys]))
+        by_benchmark[spec.benchmark].append(scores[task_name])
+    for benchmark, task_scores in by_benchmark.items():
+        scores[f"{benchmark}_average"] = float(np.mean(task_scores))
+    return scores
