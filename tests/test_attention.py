@@ -89,7 +89,7 @@ def run_attention(attention, x, keep, causal=False):
 
     length = x.shape[1]
     mask = additive_attention_mask(keep, length, length, causal, x.dtype, x.device)
-    out, weights = attention(x, mask, Positions(0, length, length))
+    out, weights = attention(x, mask, Positions(0, length, length), keep.bool())
     return out, weights
 
 
@@ -207,7 +207,9 @@ def table1_synthesizer_parameters(variant, d, heads, length, k, a, b):
 def test_parameter_counts_follow_table_1(variant):
     config = tiny_config(variant)
     attention = SynthesizerModel(config).layers[0].self_attn
+    # fixed R is a buffer: counted by Table 1, but not trainable
     counted = sum(p.numel() for p in attention.synthesizers.parameters())
+    counted += sum(b.numel() for b in attention.synthesizers.buffers())
     expected = table1_synthesizer_parameters(
         variant,
         config.hidden_size,
@@ -238,3 +240,42 @@ def test_mixture_weights_are_a_learned_convex_combination():
     weights = attention.mixture_weights()
     torch.testing.assert_close(weights, torch.full((3,), 1 / 3))
     assert attention.mixture_logits.requires_grad
+
+
+@pytest.mark.parametrize("variant", ["random", "factorized_random", "random+factorized_random"])
+def test_batch_shared_path_matches_reference_even_when_a_padded_key_dominates(variant):
+    config = tiny_config(variant)
+    model = SynthesizerModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("random_logits"):
+                param[:, :, 6] = 300.0  # key 6 is padded below: exp underflows for every real key
+    ids = torch.randint(3, 99, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        model.config._attn_implementation = implementation
+        with torch.no_grad():
+            outputs[implementation] = model(ids, attention_mask=mask).last_hidden_state
+    assert torch.isfinite(outputs["sdpa"]).all()
+    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_prediction_gives_the_same_loss_and_gradients():
+    model = SynthesizerForMaskedLM(tiny_config("random+dot"))
+    ids = torch.randint(3, 99, (2, 10))
+    labels = ids.masked_fill(torch.rand(2, 10) > 0.3, -100)
+    labels[0, 0] = ids[0, 0]
+    dense = model(ids, labels=labels)
+    dense.loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.config.sparse_prediction = True
+    sparse = model(ids, labels=labels)
+    sparse.loss.backward()
+    torch.testing.assert_close(sparse.loss, dense.loss)
+    assert sparse.logits.shape == (int((labels != -100).sum()), 99)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-5)
+    assert model(ids).logits.shape == (2, 10, 99), "without labels the full logits come back (fill-mask)"

@@ -102,6 +102,10 @@ class SynthesizerConfig(PreTrainedConfig):
         `initializer_range`).
     pairwise_initializer_range (`float`): std of the normal init of the per-head pairwise coefficient
         matrices (1.0, as in Courtois et al., 2024).
+    sparse_prediction (`bool`): when `SynthesizerForMaskedLM` gets labels, compute vocabulary logits only at
+        the labelled positions (as ModernBERT does): `logits` is then `[num_labelled, vocab]`. Saves most of
+        the head's 2 x hidden x vocab FLOPs per token in pretraining; off by default so that `logits`
+        keeps the usual `[batch, length, vocab]` shape.
     """
 
     model_type = "synthesizer"
@@ -143,6 +147,7 @@ class SynthesizerConfig(PreTrainedConfig):
     dense_synthesizer_hidden_size: int | None = None
     synthesizer_initializer_range: float | None = None
     pairwise_initializer_range: float = 1.0
+    sparse_prediction: bool = False
 
     def __post_init__(self, **kwargs):
         if self.synthesizer_length is None:

@@ -55,12 +55,57 @@ def eager_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference path: softmax(q k^T * scaling + mask) v, materialising (and returning) the weights."""
-    logits = torch.matmul(query, key.transpose(2, 3)) * scaling
+    logits = torch.matmul(query, key.transpose(2, 3))
+    if scaling != 1.0:
+        logits = logits * scaling
     if attention_mask is not None:
         logits = logits + attention_mask
+    return softmax_attention(module, logits, value, dropout)
+
+
+def softmax_attention(
+    module: nn.Module, logits: torch.Tensor, value: torch.Tensor, dropout: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(logits) v with attention dropout; returns `[batch, q, heads, d]` and the weights."""
     weights = nn.functional.softmax(logits, dim=-1, dtype=torch.float32).to(value.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def batch_shared_attention(
+    logits: torch.Tensor,
+    value: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    causal: bool,
+) -> torch.Tensor | None:
+    """softmax(logits) @ value for logits `[heads, q, k]` shared by the whole batch (random synthesizers).
+
+    The softmax is computed once for the batch; key padding is handled by renormalising,
+    Y_b = (E @ (m_b * V_b)) / (E @ m_b) with E = exp(logits - rowmax), so no `[batch, heads, q, k]` tensor
+    exists. The batch is folded into the matmul's columns (a broadcast matmul would copy E per batch row).
+    Returns `[batch, q, heads, d]`, or None when a row's real keys all underflow against a padded key that
+    holds the row maximum (then the caller takes the exact reference path).
+    """
+    batch, heads, key_length, head_dim = value.shape
+    query_length = logits.shape[1]
+    if causal and query_length > 1:
+        rows = torch.arange(key_length - query_length, key_length, device=logits.device)[:, None]
+        logits = logits.masked_fill(
+            torch.arange(key_length, device=logits.device)[None, :] > rows, float("-inf")
+        )
+    weights = torch.exp(logits - logits.amax(-1, keepdim=True).detach())
+    if key_padding_mask is None:
+        weights = weights / weights.sum(-1, keepdim=True)
+        columns = value.permute(1, 2, 0, 3).reshape(heads, key_length, batch * head_dim)
+        return (weights @ columns).view(heads, query_length, batch, head_dim).permute(2, 1, 0, 3)
+    keep = key_padding_mask.to(value.dtype)[:, None, :, None].expand(batch, heads, key_length, 1)
+    stacked = torch.cat([value * keep, keep], dim=-1)  # the last column accumulates the denominator
+    columns = stacked.permute(1, 2, 0, 3).reshape(heads, key_length, batch * (head_dim + 1))
+    totals = (weights @ columns).view(heads, query_length, batch, head_dim + 1)
+    denominator = totals[..., head_dim:]
+    if not torch.compiler.is_compiling() and bool((denominator < torch.finfo(denominator.dtype).tiny).any()):
+        return None
+    return (totals[..., :head_dim] / denominator).permute(2, 1, 0, 3)
 
 
 def additive_attention_mask(
@@ -166,6 +211,19 @@ class SynthesizerSelfAttention(nn.Module):
         self.dropout = config.attention_probs_dropout_prob
         self.token_key_components = [name for name in components if self.synthesizers[name].uses_token_keys]
 
+    def uses_batch_shared_path(self, logits) -> bool:
+        """Input-independent logits (random, fixed random, factorized random) take the batch-shared softmax.
+
+        Not under `eager` (the reference path, which also returns the weights) nor with attention dropout,
+        which would need a different dropout mask per batch row.
+        """
+        parts = [t for t in (logits.query, logits.key, logits.bias) if t is not None]
+        return (
+            self.config._attn_implementation != "eager"
+            and not (self.training and self.dropout > 0)
+            and all(t.shape[0] == 1 for t in parts)
+        )
+
     def mixture_weights(self) -> torch.Tensor | None:
         """alpha of eq. 8: positive and summing to 1."""
         return None if self.mixture_logits is None else torch.softmax(self.mixture_logits, dim=0)
@@ -175,9 +233,11 @@ class SynthesizerSelfAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
         positions: Positions,
+        key_padding_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`attention_mask` is additive `[batch | 1, 1, q, k]`; `key_padding_mask` the same keys as `[batch, k]`."""
         batch, length, _ = hidden_states.shape
         value = split_heads(self.value(hidden_states), self.num_heads)
         token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
@@ -201,30 +261,43 @@ class SynthesizerSelfAttention(nn.Module):
             ],
             self.mixture_weights(),
         )
+        if self.uses_batch_shared_path(logits):
+            shared = logits.bias[0] if logits.bias is not None else 0.0
+            if logits.query is not None:
+                shared = shared + logits.query[0] @ logits.key[0].transpose(-1, -2)
+            output = batch_shared_attention(shared, value, key_padding_mask, self.causal)
+            if output is not None:
+                return output.reshape(batch, length, -1), None
         if logits.bias is not None:
             mask = logits.bias if attention_mask is None else logits.bias + attention_mask
-            attention_mask = mask.clamp_min(torch.finfo(mask.dtype).min).expand(batch, -1, length, -1)
-        query, key = logits.query, logits.key
-        if query is None:  # pure bias (random, factorized dense): zero-width queries and keys
-            query = value.new_zeros(batch, self.num_heads, length, 0)
-            key = value.new_zeros(batch, self.num_heads, value.shape[2], 0)
-        query = query.expand(batch, -1, -1, -1)
-        key = key.expand(batch, -1, -1, -1)
+            if mask.dtype == torch.float16:  # the only dtype where bias + minimum can overflow to -inf
+                mask = mask.clamp_min(torch.finfo(mask.dtype).min)
+            attention_mask = mask.expand(batch, -1, length, -1)
+        dropout = self.dropout if self.training else 0.0
+        if logits.query is None:  # pure bias (factorized dense, gathered random): softmax(bias) V directly
+            output, weights = softmax_attention(self, attention_mask, value, dropout)
+        else:
+            attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+            query, key, value = equal_widths(
+                logits.query.expand(batch, -1, -1, -1), logits.key.expand(batch, -1, -1, -1), value
+            )
+            output, weights = attention_interface(
+                self, query, key, value, attention_mask, dropout=dropout, scaling=1.0, **kwargs
+            )
+        return output[..., : self.value.out_features // self.num_heads].reshape(batch, length, -1), weights
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        output, weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.dropout if self.training else 0.0,
-            scaling=1.0,
-            **kwargs,
-        )
-        return output.reshape(batch, length, -1), weights
+
+def equal_widths(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+    """Zero-pad queries/keys or values to one feature width: CPU/GPU fused SDPA kernels require it
+    (zero query/key features add nothing to the logits; zero value features are sliced off the output)."""
+    difference = query.shape[-1] - value.shape[-1]
+    if difference > 0:
+        value = nn.functional.pad(value, (0, difference))
+    elif difference < 0:
+        query, key = nn.functional.pad(query, (0, -difference)), nn.functional.pad(key, (0, -difference))
+    return query, key, value
 
 
 class SynthesizerCrossAttention(nn.Module):
@@ -307,12 +380,15 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         positions: Positions | None = None,
+        key_padding_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        attended, _ = self.self_attn(hidden_states, attention_mask, positions, past_key_values, **kwargs)
+        attended, _ = self.self_attn(
+            hidden_states, attention_mask, positions, key_padding_mask, past_key_values, **kwargs
+        )
         hidden_states = self.self_attn_layer_norm(
             hidden_states + self.dropout(self.self_attn_output(attended))
         )
@@ -425,8 +501,9 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         mask = additive_attention_mask(
             attention_mask, length, length, False, hidden_states.dtype, hidden_states.device
         )
+        key_padding_mask = attention_mask.bool() if attention_mask is not None else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, mask, positions, **kwargs)
+            hidden_states = layer(hidden_states, mask, positions, key_padding_mask, **kwargs)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states, pooler_output=pooled
@@ -496,6 +573,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         mask = additive_attention_mask(
             attention_mask, length, past_length + length, True, hidden_states.dtype, hidden_states.device
         )
+        key_padding_mask = attention_mask.bool() if attention_mask is not None else None
         if encoder_hidden_states is not None:
             encoder_attention_mask = additive_attention_mask(
                 encoder_attention_mask,
@@ -510,6 +588,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
                 hidden_states,
                 mask,
                 positions,
+                key_padding_mask,
                 encoder_hidden_states,
                 encoder_attention_mask,
                 past_key_values=past_key_values,
@@ -585,10 +664,15 @@ class SynthesizerForMaskedLM(SynthesizerPreTrainedModel):
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        hidden_states = outputs.last_hidden_state
         loss = None
         if labels is not None:
-            check_labels(labels, logits.shape[:2], "token")
+            check_labels(labels, hidden_states.shape[:2], "token")
+            if self.config.sparse_prediction:
+                labelled = labels != -100
+                hidden_states, labels = hidden_states[labelled], labels[labelled]
+        logits = self.lm_head(hidden_states)
+        if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.reshape(-1))
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

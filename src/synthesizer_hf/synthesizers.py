@@ -217,7 +217,8 @@ class DenseSynthesizer(LengthBoundSynthesizer):
 
     W1 maps d -> d for all heads together; each head maps its own d_h slice to L with W2_h. That gives
     Table 1's d^2 + d*L parameters at the cost of Q K^T (a full d -> heads*L map costs `heads` times more).
-    In factored form: query = relu(W1 x)_h, key_j = column j of W2_h, bias_j = b2_h[j].
+    In factored form the bias rides along as one more feature: query = [relu(W1 x)_h, 1] and
+    key_j = [column j of W2_h, b2_h[j]], so the whole logit is one product (and fused kernels take it).
     """
 
     def __init__(self, config: SynthesizerConfig):
@@ -231,10 +232,11 @@ class DenseSynthesizer(LengthBoundSynthesizer):
 
     def forward(self, hidden_states, positions, keys):
         self.check_length(positions)
-        query = split_heads(torch.relu(self.dense(hidden_states)), self.num_heads)
-        key = select_positions(self.position_weights, positions.key, 0, positions.key_length)
-        bias = select_positions(self.position_bias, positions.key, 0, positions.key_length).unsqueeze(2)
-        return SynthesizedLogits(query=query, key=key, bias=bias)
+        hidden = split_heads(torch.relu(self.dense(hidden_states)), self.num_heads)
+        query = torch.cat([hidden, hidden.new_ones(*hidden.shape[:-1], 1)], dim=-1)
+        key_table = torch.cat([self.position_weights, self.position_bias.unsqueeze(-1)], dim=-1)
+        key = select_positions(key_table, positions.key, 0, positions.key_length)
+        return SynthesizedLogits(query=query, key=key)
 
     def reset_synthesizer_parameters(self, config):
         init.normal_(self.position_weights, mean=0.0, std=config.initializer_range)
@@ -269,11 +271,10 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
     def forward(self, hidden_states, positions, keys):
         self.check_length(positions)
         factor_a, factor_b = self.factors(hidden_states)
-        if positions.key is None:
-            key_positions = torch.arange(positions.key_length, device=hidden_states.device)[None]
-        else:
-            key_positions = positions.key
-        index = key_positions[:, None, None, :].expand(
+        if positions.key is None:  # keys 0..k-1: the flattened outer product, cut to k
+            outer = factor_a.unsqueeze(-1) * factor_b.unsqueeze(-2)
+            return SynthesizedLogits(bias=outer.flatten(-2)[..., : positions.key_length])
+        index = positions.key[:, None, None, :].expand(
             factor_a.shape[0], self.num_heads, factor_a.shape[2], -1
         )
         bias = factor_a.gather(-1, index // self.factor_b) * factor_b.gather(-1, index % self.factor_b)
