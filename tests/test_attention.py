@@ -88,7 +88,7 @@ def run_attention(attention, x, keep, causal=False):
     from synthesizer_hf.modeling_synthesizer import additive_attention_mask
 
     length = x.shape[1]
-    mask = additive_attention_mask(keep, length, length, causal, x.dtype, x.device)
+    mask = additive_attention_mask(keep, x.shape[0], length, length, causal, x.dtype, x.device)
     out, weights = attention(x, mask, Positions(0, length, length), keep.bool())
     return out, weights
 

@@ -110,6 +110,7 @@ def batch_shared_attention(
 
 def additive_attention_mask(
     padding_mask: torch.Tensor | None,
+    batch_size: int,
     query_length: int,
     key_length: int,
     causal: bool,
@@ -123,9 +124,9 @@ def additive_attention_mask(
     """
     allowed = None
     if padding_mask is not None:
-        if padding_mask.dim() != 2 or padding_mask.shape[-1] != key_length:
+        if tuple(padding_mask.shape) != (batch_size, key_length):
             raise ValueError(
-                f"attention_mask must have shape (batch_size, {key_length}) (past + current tokens), "
+                f"attention_mask must have shape ({batch_size}, {key_length}) (batch, past + current tokens), "
                 f"got {tuple(padding_mask.shape)}."
             )
         allowed = padding_mask[:, None, None, :].bool()
@@ -418,6 +419,27 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(SynthesizerSelfAttention, index=1),
     }
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, but a checkpoint whose attention layers do not fit the config
+        (another variant or mixture) is an error, not randomly initialised synthesizers and a warning.
+        Heads that are new for the task (a classifier on an MLM checkpoint) still load as usual.
+        """
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if not kwargs.get("ignore_mismatched_sizes", False):
+            missing = sorted(k for k in info["missing_keys"] if ".self_attn." in k)
+            unexpected = sorted(k for k in info["unexpected_keys"] if ".self_attn." in k)
+            if missing or unexpected:
+                raise ValueError(
+                    f"The checkpoint does not match the attention of this config "
+                    f"(attention_type={model.config.attention_type!r}): missing {missing[:4]}"
+                    f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+                    f"{' ...' if len(unexpected) > 4 else ''}. Load it with the config it was saved with, "
+                    "or pass ignore_mismatched_sizes=True to initialise the differing synthesizers anew."
+                )
+        return (model, info) if wants_info else model
+
     @torch.no_grad()
     def _init_weights(self, module):
         """Every raw Parameter is initialised here, so `from_pretrained` never leaves uninitialised memory."""
@@ -499,7 +521,13 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         positions = compute_positions(attention_mask, position_ids, 0, length, follow_padding=False)
         hidden_states = self.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
         mask = additive_attention_mask(
-            attention_mask, length, length, False, hidden_states.dtype, hidden_states.device
+            attention_mask,
+            hidden_states.shape[0],
+            length,
+            length,
+            False,
+            hidden_states.dtype,
+            hidden_states.device,
         )
         key_padding_mask = attention_mask.bool() if attention_mask is not None else None
         for layer in self.layers:
@@ -571,12 +599,19 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         positions = compute_positions(attention_mask, position_ids, past_length, length, follow_padding=True)
         hidden_states = self.embeddings(input_ids, inputs_embeds, None, positions)
         mask = additive_attention_mask(
-            attention_mask, length, past_length + length, True, hidden_states.dtype, hidden_states.device
+            attention_mask,
+            hidden_states.shape[0],
+            length,
+            past_length + length,
+            True,
+            hidden_states.dtype,
+            hidden_states.device,
         )
         key_padding_mask = attention_mask.bool() if attention_mask is not None else None
         if encoder_hidden_states is not None:
             encoder_attention_mask = additive_attention_mask(
                 encoder_attention_mask,
+                hidden_states.shape[0],
                 length,
                 encoder_hidden_states.shape[1],
                 False,
