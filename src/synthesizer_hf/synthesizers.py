@@ -273,7 +273,6 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
         factor_a, factor_b = self.factors(hidden_states)
         if positions.key is None:  # keys 0..k-1: the flattened outer product, cut to k
             outer = factor_a.unsqueeze(-1) @ factor_b.unsqueeze(-2)  # a matmul: a cheaper backward than *
-
             return SynthesizedLogits(bias=outer.flatten(-2)[..., : positions.key_length])
         index = positions.key[:, None, None, :].expand(
             factor_a.shape[0], self.num_heads, factor_a.shape[2], -1
