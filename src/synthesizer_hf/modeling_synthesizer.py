@@ -708,10 +708,22 @@ class SynthesizerForMaskedLM(SynthesizerPreTrainedModel):
                 hidden_states, labels = hidden_states[labelled], labels[labelled]
         logits = self.lm_head(hidden_states)
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.reshape(-1))
+            loss = token_cross_entropy(logits, labels)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over `[..., classes]` logits and `[...]` labels, -100 ignored (already aligned)."""
+    check_labels(labels, logits.shape[:-1], "token")
+    return CrossEntropyLoss()(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def classifier_dropout(config: SynthesizerConfig) -> nn.Dropout:
+    """`classifier_dropout`, falling back to `hidden_dropout_prob`, as in BERT."""
+    probability = config.classifier_dropout
+    return nn.Dropout(config.hidden_dropout_prob if probability is None else probability)
 
 
 def check_labels(labels: torch.Tensor, expected_shape: tuple[int, ...] | torch.Size, kind: str) -> None:
@@ -750,10 +762,7 @@ class SynthesizerForSequenceClassification(SynthesizerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.synthesizer = SynthesizerModel(config)
-        dropout = (
-            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -788,10 +797,7 @@ class SynthesizerForTokenClassification(SynthesizerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.synthesizer = SynthesizerModel(config, add_pooling_layer=False)
-        dropout = (
-            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -817,8 +823,7 @@ class SynthesizerForTokenClassification(SynthesizerPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            check_labels(labels, logits.shape[:2], "token")
-            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.reshape(-1))
+            loss = token_cross_entropy(logits, labels)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -830,10 +835,7 @@ class SynthesizerForMultipleChoice(SynthesizerPreTrainedModel):
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
         self.synthesizer = SynthesizerModel(config)
-        dropout = (
-            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
@@ -922,12 +924,6 @@ class SynthesizerForQuestionAnswering(SynthesizerPreTrainedModel):
         )
 
 
-def language_model_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Token cross-entropy with -100 ignored; the caller has already aligned logits and labels."""
-    check_labels(labels, logits.shape[:2], "language-model")
-    return CrossEntropyLoss()(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
-
-
 class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
     """Decoder-only Synthesizer LM (the paper's LM1B setting). Labels are shifted inside, as in GPT-2."""
 
@@ -975,7 +971,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             check_labels(labels, logits.shape[:2], "language-model")
-            loss = language_model_loss(logits[:, :-1], labels[:, 1:])
+            loss = token_cross_entropy(logits[:, :-1], labels[:, 1:])
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
@@ -1074,7 +1070,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         logits = self.lm_head(decoder_outputs.last_hidden_state)
-        loss = language_model_loss(logits, labels) if labels is not None else None
+        loss = token_cross_entropy(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
