@@ -7,6 +7,9 @@ short names (R, Fix, FR, D, FD, V, R+V, ...) are accepted and stored in their ca
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
@@ -43,6 +46,23 @@ TOKEN_KEY_COMPONENTS = frozenset({"dot", "symmetric_dot", "pairwise_dot"})
 # Components that need a synthesizer length L (their parameters have one entry per position).
 LENGTH_BOUND_COMPONENTS = frozenset(
     {"random", "fixed_random", "factorized_random", "dense", "factorized_dense"}
+)
+
+
+POSITIVE_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "num_decoder_layers",
+    "synthesizer_length",
+    "factorized_random_rank",
+    "factorized_dense_a",
+    "factorized_dense_b",
+    "dense_synthesizer_hidden_size",
 )
 
 
@@ -150,6 +170,7 @@ class SynthesizerConfig(PreTrainedConfig):
     sparse_prediction: bool = False
 
     def __post_init__(self, **kwargs):
+        self.check_positive()
         if self.synthesizer_length is None:
             self.synthesizer_length = self.max_position_embeddings
         if self.num_decoder_layers is None:
@@ -171,6 +192,37 @@ class SynthesizerConfig(PreTrainedConfig):
         self.decoder_attention_type = _canonical(self.decoder_attention_type)
         self.check_sizes()
         super().__post_init__(**kwargs)
+
+    def check_positive(self) -> None:
+        """Sizes must be positive integers (checked first: the derived defaults divide by them)."""
+        for field in POSITIVE_FIELDS:
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{field} must be a positive integer, got {value!r}.")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """Overrides given to `from_pretrained` go through the same defaults and checks as the constructor
+        (transformers would otherwise set them after construction, unchecked); a new synthesizer length
+        also re-derives the factorized dense factors."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
+        config_dict = {**config_dict, **overrides}
+        if "synthesizer_length" in overrides or "max_position_embeddings" in overrides:
+            for derived in ("factorized_dense_a", "factorized_dense_b"):
+                if derived not in overrides:
+                    config_dict[derived] = None
+        if "max_position_embeddings" in overrides and "synthesizer_length" not in overrides:
+            config_dict["synthesizer_length"] = None
+        return super().from_dict(config_dict, **kwargs)
+
+    def get_text_config(self, decoder=None, encoder=None):
+        """The decoder's view has `num_decoder_layers` layers, so generation sizes its caches correctly."""
+        config = super().get_text_config(decoder=decoder, encoder=encoder)
+        if decoder and self.is_encoder_decoder and self.num_decoder_layers != self.num_hidden_layers:
+            config = copy.copy(config)
+            config.num_hidden_layers = self.num_decoder_layers
+        return config
 
     def check_sizes(self) -> None:
         """Reject impossible combinations with a ValueError that names the field and what is allowed.
@@ -201,7 +253,7 @@ class SynthesizerConfig(PreTrainedConfig):
                 f"synthesizer_length ({self.synthesizer_length})."
             )
         a, b = self.factorized_dense_a, self.factorized_dense_b
-        if a < 1 or b < 1 or a * b != self.synthesizer_length:
+        if a * b != self.synthesizer_length:
             raise ValueError(
                 f"factorized_dense_a * factorized_dense_b must equal synthesizer_length "
                 f"({self.synthesizer_length}), got {a} * {b} = {a * b}."

@@ -108,6 +108,15 @@ def batch_shared_attention(
     return (totals[..., :head_dim] / denominator).permute(2, 1, 0, 3)
 
 
+def check_attention_mask(attention_mask: torch.Tensor | None, batch_size: int, key_length: int) -> None:
+    """A clear error for a mask that does not cover (batch, past + current tokens)."""
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch_size, key_length):
+        raise ValueError(
+            f"attention_mask must have shape ({batch_size}, {key_length}) (batch, past + current tokens), "
+            f"got {tuple(attention_mask.shape)}."
+        )
+
+
 def additive_attention_mask(
     padding_mask: torch.Tensor | None,
     batch_size: int,
@@ -124,11 +133,7 @@ def additive_attention_mask(
     """
     allowed = None
     if padding_mask is not None:
-        if tuple(padding_mask.shape) != (batch_size, key_length):
-            raise ValueError(
-                f"attention_mask must have shape ({batch_size}, {key_length}) (batch, past + current tokens), "
-                f"got {tuple(padding_mask.shape)}."
-            )
+        check_attention_mask(padding_mask, batch_size, key_length)
         allowed = padding_mask[:, None, None, :].bool()
     if causal and query_length > 1:
         past = key_length - query_length
@@ -404,6 +409,10 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         return self.output_layer_norm(hidden_states + self.dropout(feed_forward))
 
 
+# Task heads that are legitimately new when a checkpoint of another head is loaded (MLM -> classifier).
+HEAD_PREFIXES = ("classifier.", "qa_outputs.", "lm_head.", "synthesizer.pooler.")
+
+
 class SynthesizerPreTrainedModel(PreTrainedModel):
     config: SynthesizerConfig
     config_class = SynthesizerConfig
@@ -428,15 +437,15 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         if not kwargs.get("ignore_mismatched_sizes", False):
-            missing = sorted(k for k in info["missing_keys"] if ".self_attn." in k)
+            missing = sorted(k for k in info["missing_keys"] if not k.startswith(HEAD_PREFIXES))
             unexpected = sorted(k for k in info["unexpected_keys"] if ".self_attn." in k)
             if missing or unexpected:
                 raise ValueError(
-                    f"The checkpoint does not match the attention of this config "
-                    f"(attention_type={model.config.attention_type!r}): missing {missing[:4]}"
+                    f"The checkpoint does not match this model (attention_type="
+                    f"{model.config.attention_type!r}): missing {missing[:4]}"
                     f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
                     f"{' ...' if len(unexpected) > 4 else ''}. Load it with the config it was saved with, "
-                    "or pass ignore_mismatched_sizes=True to initialise the differing synthesizers anew."
+                    "or pass ignore_mismatched_sizes=True to initialise the differing weights anew."
                 )
         return (model, info) if wants_info else model
 
@@ -589,13 +598,15 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         if reference.shape[0] == 0 or reference.shape[1] == 0:
             raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
         if use_cache and past_key_values is None:
+            cache_config = self.config.get_text_config(decoder=True)
             past_key_values = (
-                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                EncoderDecoderCache(DynamicCache(config=cache_config), DynamicCache(config=cache_config))
                 if encoder_hidden_states is not None
-                else DynamicCache(config=self.config)
+                else DynamicCache(config=cache_config)
             )
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         length = reference.shape[1]
+        check_attention_mask(attention_mask, reference.shape[0], past_length + length)
         positions = compute_positions(attention_mask, position_ids, past_length, length, follow_padding=True)
         hidden_states = self.embeddings(input_ids, inputs_embeds, None, positions)
         mask = additive_attention_mask(
@@ -735,17 +746,24 @@ def check_labels(labels: torch.Tensor, expected_shape: tuple[int, ...] | torch.S
 
 
 def sequence_classification_loss(config: SynthesizerConfig, logits: torch.Tensor, labels: torch.Tensor):
-    """Regression (num_labels == 1), single-label or multi-label loss, chosen as BERT does."""
-    if config.problem_type is None:
+    """Regression (num_labels == 1), single-label or multi-label loss, chosen as BERT does
+    (from `config.problem_type`, else from num_labels and the label dtype; the config is not modified)."""
+    problem_type = config.problem_type
+    if problem_type is None:
         if config.num_labels == 1:
-            config.problem_type = "regression"
+            problem_type = "regression"
         elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
+            problem_type = "single_label_classification"
         else:
-            config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-    if config.problem_type == "single_label_classification":
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        if labels.shape[0] != logits.shape[0] or labels.numel() != logits.numel():
+            raise ValueError(
+                f"regression labels must have one value per output, shape ({logits.shape[0]},) or "
+                f"{tuple(logits.shape)}; got {tuple(labels.shape)}."
+            )
+        return MSELoss()(logits.view(-1), labels.reshape(-1).to(logits.dtype))
+    if problem_type == "single_label_classification":
         check_labels(labels.view(-1), (logits.shape[0],), "classification")
         return CrossEntropyLoss()(logits.view(-1, config.num_labels), labels.view(-1))
     if tuple(labels.shape) != tuple(logits.shape):
