@@ -122,6 +122,9 @@ class SynthesizerConfig(PreTrainedConfig):
         `initializer_range`).
     pairwise_initializer_range (`float`): std of the normal init of the per-head pairwise coefficient
         matrices (1.0, as in Courtois et al., 2024).
+    attention_probs_dropout_prob (`float`): dropout on the attention weights; 0 by default (unlike BERT's 0.1,
+        like ModernBERT) because a dropout mask per batch row stops the batch-shared softmax of the random
+        synthesizers and the fused SDPA kernels on CPU.
     sparse_prediction (`bool`): when `SynthesizerForMaskedLM` gets labels, compute vocabulary logits only at
         the labelled positions (as ModernBERT does): `logits` is then `[num_labelled, vocab]`. Saves most of
         the head's 2 x hidden x vocab FLOPs per token in pretraining; off by default so that `logits`
@@ -143,7 +146,7 @@ class SynthesizerConfig(PreTrainedConfig):
     intermediate_size: int = 1024
     hidden_act: str = "gelu"
     hidden_dropout_prob: float | int = 0.1
-    attention_probs_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.0
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     initializer_range: float = 0.02
