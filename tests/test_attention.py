@@ -279,3 +279,20 @@ def test_sparse_prediction_gives_the_same_loss_and_gradients():
     for name, param in model.named_parameters():
         torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-5)
     assert model(ids).logits.shape == (2, 10, 99), "without labels the full logits come back (fill-mask)"
+
+
+@pytest.mark.parametrize("variant", ["random", "factorized_random+fixed_random"])
+def test_inference_cache_of_the_shared_softmax_follows_parameter_updates(variant):
+    model = SynthesizerModel(tiny_config(variant)).eval()
+    ids = torch.randint(3, 99, (2, 9))
+    with torch.no_grad():
+        first = model(ids).last_hidden_state
+        assert torch.equal(model(ids).last_hidden_state, first), "a cached softmax gives the same result"
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if "random" in name:
+                tensor.mul_(3.0)  # an optimizer step or load_state_dict also changes tensors in place
+        updated = model(ids).last_hidden_state
+        model.config._attn_implementation = "eager"
+        reference = model(ids).last_hidden_state
+    assert not torch.allclose(updated, first)
+    torch.testing.assert_close(updated, reference, atol=1e-5, rtol=1e-5)

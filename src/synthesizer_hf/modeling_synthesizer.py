@@ -41,7 +41,10 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_synthesizer import SynthesizerConfig
-from .synthesizers import SYNTHESIZERS, Positions, combine_logits, split_heads
+from .synthesizers import SYNTHESIZERS, Positions, SynthesizedLogits, combine_logits, split_heads
+
+# Synthesizers whose logits ignore the hidden states: one softmax serves the whole batch.
+INPUT_INDEPENDENT_COMPONENTS = frozenset({"random", "fixed_random", "factorized_random"})
 
 
 def eager_attention_forward(
@@ -72,36 +75,37 @@ def softmax_attention(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-def batch_shared_attention(
-    logits: torch.Tensor,
-    value: torch.Tensor,
-    key_padding_mask: torch.Tensor | None,
-    causal: bool,
-) -> torch.Tensor | None:
-    """softmax(logits) @ value for logits `[heads, q, k]` shared by the whole batch (random synthesizers).
-
-    The softmax is computed once for the batch; key padding is handled by renormalising,
-    Y_b = (E @ (m_b * V_b)) / (E @ m_b) with E = exp(logits - rowmax), so no `[batch, heads, q, k]` tensor
-    exists. The batch is folded into the matmul's columns (a broadcast matmul would copy E per batch row).
-    Returns `[batch, q, heads, d]`, or None when a row's real keys all underflow against a padded key that
-    holds the row maximum (then the caller takes the exact reference path).
-    """
-    batch, heads, key_length, head_dim = value.shape
-    query_length = logits.shape[1]
+def shared_exponentials(logits: torch.Tensor, causal: bool) -> torch.Tensor:
+    """E = exp(logits - rowmax) for `[heads, q, k]` logits shared by the batch, causal entries zeroed."""
+    key_length, query_length = logits.shape[-1], logits.shape[-2]
     if causal and query_length > 1:
         rows = torch.arange(key_length - query_length, key_length, device=logits.device)[:, None]
-        logits = logits.masked_fill(
-            torch.arange(key_length, device=logits.device)[None, :] > rows, float("-inf")
-        )
-    weights = torch.exp(logits - logits.amax(-1, keepdim=True).detach())
+        future = torch.arange(key_length, device=logits.device)[None, :] > rows
+        logits = logits.masked_fill(future, float("-inf"))
+    return torch.exp(logits - logits.amax(-1, keepdim=True).detach())
+
+
+def batch_shared_attention(
+    exponentials: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """softmax(logits) @ value for logits shared by the whole batch (random synthesizers), given
+    E = `shared_exponentials(logits)` `[heads, q, k]`.
+
+    Key padding is handled by renormalising, Y_b = (E @ (m_b * V_b)) / (E @ m_b), so no
+    `[batch, heads, q, k]` tensor exists. The batch is folded into the matmul's columns (a broadcast matmul
+    would copy E per batch row). Returns `[batch, q, heads, d]`, or None when a row's real keys all
+    underflow against a padded key that holds the row maximum (the caller then takes the exact path).
+    """
+    batch, heads, key_length, head_dim = value.shape
+    query_length = exponentials.shape[1]
     if key_padding_mask is None:
-        weights = weights / weights.sum(-1, keepdim=True)
+        weights = exponentials / exponentials.sum(-1, keepdim=True)
         columns = value.permute(1, 2, 0, 3).reshape(heads, key_length, batch * head_dim)
         return (weights @ columns).view(heads, query_length, batch, head_dim).permute(2, 1, 0, 3)
     keep = key_padding_mask.to(value.dtype)[:, None, :, None].expand(batch, heads, key_length, 1)
     stacked = torch.cat([value * keep, keep], dim=-1)  # the last column accumulates the denominator
     columns = stacked.permute(1, 2, 0, 3).reshape(heads, key_length, batch * (head_dim + 1))
-    totals = (weights @ columns).view(heads, query_length, batch, head_dim + 1)
+    totals = (exponentials @ columns).view(heads, query_length, batch, head_dim + 1)
     denominator = totals[..., head_dim:]
     if not torch.compiler.is_compiling() and bool((denominator < torch.finfo(denominator.dtype).tiny).any()):
         return None
@@ -216,19 +220,56 @@ class SynthesizerSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
         self.token_key_components = [name for name in components if self.synthesizers[name].uses_token_keys]
+        self.input_independent = all(name in INPUT_INDEPENDENT_COMPONENTS for name in components)
+        self._exponentials_key, self._exponentials = None, None  # inference cache of the batch-shared softmax
 
-    def uses_batch_shared_path(self, logits) -> bool:
-        """Input-independent logits (random, fixed random, factorized random) take the batch-shared softmax.
+    def synthesized_logits(
+        self, hidden_states, positions: Positions, keys_by_component: dict
+    ) -> SynthesizedLogits:
+        """sum_c alpha_c S_c(X) in factored form (eq. 8)."""
+        parts = [
+            self.synthesizers[name](hidden_states, positions, keys_by_component.get(name))
+            for name in self.components
+        ]
+        return combine_logits(parts, self.mixture_weights())
 
-        Not under `eager` (the reference path, which also returns the weights) nor with attention dropout,
-        which would need a different dropout mask per batch row.
+    def batch_shared_exponentials(self, hidden_states, positions: Positions) -> torch.Tensor | None:
+        """E of the batch-shared softmax when every component ignores the input (random, fixed random,
+        factorized random), else None. In inference E is kept until a parameter changes (`_version`).
+
+        Not under `eager` (the reference path, which also returns the weights), nor with attention dropout
+        (it needs a different dropout mask per batch row), nor with per-row positions (left padding).
         """
-        parts = [t for t in (logits.query, logits.key, logits.bias) if t is not None]
-        return (
-            self.config._attn_implementation != "eager"
-            and not (self.training and self.dropout > 0)
-            and all(t.shape[0] == 1 for t in parts)
-        )
+        if (
+            not self.input_independent
+            or positions.query is not None
+            or self.config._attn_implementation == "eager"
+            or (self.training and self.dropout > 0)
+        ):
+            return None
+        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        if reuse:
+            tensors = [*self.synthesizers.parameters(), *self.synthesizers.buffers()]
+            if self.mixture_logits is not None:
+                tensors.append(self.mixture_logits)
+            key = (
+                positions.past_length,
+                positions.query_length,
+                positions.key_length,
+                hidden_states.dtype,
+                hidden_states.device,
+                tuple((id(t), t._version) for t in tensors),
+            )
+            if self._exponentials_key == key:
+                return self._exponentials
+        logits = self.synthesized_logits(hidden_states, positions, {})
+        shared = logits.bias[0] if logits.bias is not None else 0.0
+        if logits.query is not None:
+            shared = shared + logits.query[0] @ logits.key[0].transpose(-1, -2)
+        exponentials = shared_exponentials(shared.to(hidden_states.dtype), self.causal)
+        if reuse:
+            self._exponentials_key, self._exponentials = key, exponentials
+        return exponentials
 
     def mixture_weights(self) -> torch.Tensor | None:
         """alpha of eq. 8: positive and summing to 1."""
@@ -260,20 +301,12 @@ class SynthesizerSelfAttention(nn.Module):
             dict(zip(self.token_key_components, keys.split(widths, dim=-1))) if token_keys else {}
         )
 
-        logits = combine_logits(
-            [
-                self.synthesizers[name](hidden_states, positions, keys_by_component.get(name))
-                for name in self.components
-            ],
-            self.mixture_weights(),
-        )
-        if self.uses_batch_shared_path(logits):
-            shared = logits.bias[0] if logits.bias is not None else 0.0
-            if logits.query is not None:
-                shared = shared + logits.query[0] @ logits.key[0].transpose(-1, -2)
-            output = batch_shared_attention(shared, value, key_padding_mask, self.causal)
+        exponentials = self.batch_shared_exponentials(hidden_states, positions)
+        if exponentials is not None:
+            output = batch_shared_attention(exponentials, value, key_padding_mask)
             if output is not None:
                 return output.reshape(batch, length, -1), None
+        logits = self.synthesized_logits(hidden_states, positions, keys_by_component)
         if logits.bias is not None:
             mask = logits.bias if attention_mask is None else logits.bias + attention_mask
             if mask.dtype == torch.float16:  # the only dtype where bias + minimum can overflow to -inf

@@ -306,12 +306,15 @@ def combine_logits(parts: list[SynthesizedLogits], weights: torch.Tensor | None)
     """
     queries, keys, bias = [], [], None
     for index, part in enumerate(parts):
-        weight = 1.0 if weights is None else weights[index]
-        if part.query is not None:
-            queries.append(part.query * weight)
+        query, part_bias = part.query, part.bias
+        if weights is not None:  # a single synthesizer has no mixture weight (not even a copy times 1.0)
+            query = None if query is None else query * weights[index]
+            part_bias = None if part_bias is None else part_bias * weights[index]
+        if query is not None:
+            queries.append(query)
             keys.append(part.key)
-        if part.bias is not None:
-            bias = part.bias * weight if bias is None else bias + part.bias * weight
+        if part_bias is not None:
+            bias = part_bias if bias is None else bias + part_bias
     if not queries:
         return SynthesizedLogits(bias=bias)
     if len(queries) == 1:
