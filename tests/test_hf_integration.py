@@ -221,3 +221,29 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model(ids, labels=ids).loss.backward()
     for name, grad in plain.items():
         torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5)
+
+
+def test_trainer_loss_does_not_scale_with_gradient_accumulation(tmp_path):
+    """The heads average their own loss, so the Trainer must not treat them as summing over num_items."""
+    from datasets import Dataset
+
+    data = Dataset.from_dict({"input_ids": [[5, 6, 7, 8]] * 16, "labels": [0, 1] * 8})
+    losses = []
+    for accumulation in (1, 4):
+        torch.manual_seed(0)
+        model = SynthesizerForSequenceClassification(tiny_config("random"))
+        args = TrainingArguments(
+            output_dir=str(tmp_path / str(accumulation)),
+            per_device_train_batch_size=16 // accumulation,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            logging_steps=1,
+            learning_rate=0.0,
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=data)
+        trainer.train()
+        losses.append(next(log["loss"] for log in trainer.state.log_history if "loss" in log))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

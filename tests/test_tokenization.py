@@ -203,3 +203,11 @@ def test_script_requires_one_source(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main(["--files", "a.txt", "--dataset", "wikitext", "--output_dir", str(tmp_path)])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_training_twice_gives_the_same_ids():
+    """The WordPiece trainer breaks ties in hash order; the vocabulary is renumbered in a fixed order."""
+    corpus = [f"word{i % 37} piece{i % 11} token{i % 5} common" for i in range(400)]
+    first = train_tokenizer(corpus, vocab_size=120, min_frequency=1).get_vocab()
+    for _ in range(3):
+        assert train_tokenizer(corpus, vocab_size=120, min_frequency=1).get_vocab() == first

@@ -452,6 +452,8 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "synthesizer"
     supports_gradient_checkpointing = True
     _no_split_modules = ["SynthesizerEmbeddings", "SynthesizerLayer"]
+    # The heads average their own losses: the Trainer must not expect them to divide by num_items_in_batch.
+    accepts_loss_kwargs = False
     _supports_sdpa = True
     _supports_flash_attn = False  # synthetic logits enter as an additive bias, which flash kernels refuse
     _supports_flex_attn = False

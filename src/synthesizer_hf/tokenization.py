@@ -105,6 +105,14 @@ def train_tokenizer(
         continuing_subword_prefix="##",
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    # The trainer breaks frequency ties in hash order, so ids differ between runs; renumber the (identical)
+    # vocabulary in a fixed order: special tokens first, then whole words, then "##" pieces, each sorted.
+    learned = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS), key=lambda t: (t.startswith("##"), t))
+    tokenizer.model = models.WordPiece(
+        {token: index for index, token in enumerate([*SPECIAL_TOKENS, *learned])},
+        unk_token=UNK_TOKEN,
+        continuing_subword_prefix="##",
+    )
 
     cls_id, sep_id = tokenizer.token_to_id(CLS_TOKEN), tokenizer.token_to_id(SEP_TOKEN)
     tokenizer.post_processor = processors.TemplateProcessing(
