@@ -1,0 +1,58 @@
+"""Smoke test of the benchmark: the --quick path on a minuscule config runs and writes the expected files.
+
+Timings are never asserted (the machine is shared); only that every stage produced its fields.
+"""
+
+import json
+
+import pytest
+
+from synthesizer_hf.benchmarking import main
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_results(tmp_path):
+    argv = [
+        "--quick",
+        "--sizes", "micro",
+        "--lengths", "32",
+        "--tokens", "128",
+        "--rounds", "1",
+        "--min-time", "0",
+        "--contenders", "bert-sdpa", "dot", "random",
+        "--decode-batch", "2",
+        "--decode-prompt", "8",
+        "--decode-new-tokens", "2",
+        "--profile",
+        "--profile-size", "micro",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    main(argv)
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("environment", "settings", "matmul_peak", "throughput", "memory", "decoding", "profile"):
+        assert results[key], key
+    assert {"summary", "targets", "wall_seconds", "phase_seconds", "plots"} <= results.keys()
+    assert {(r["contender"], r["mode"]) for r in results["throughput"]} == {
+        (name, mode) for name in ("bert-sdpa", "dot", "random") for mode in ("train", "inference")
+    }
+    record = results["throughput"][0]
+    for key in ("tokens_per_s", "tokens_per_cpu_s", "cpu_utilisation", "flops_per_token", "parameters"):
+        assert key in record, key
+    assert all(m["exitcode"] == 0 and m["peak_rss_bytes"] > 0 for m in results["memory"])
+    random_row = next(r for r in results["summary"] if r["contender"] == "random")
+    for key in (
+        "train_vs_bert",
+        "inference_vs_bert",
+        "train_vs_dot",
+        "train_memory_vs_bert",
+        "train_flop_fraction",
+    ):
+        assert key in random_row, key
+    decoders = {r["contender"]: r for r in results["decoding"]}
+    assert set(decoders) == {"gpt2-sdpa", "dot", "random"}
+    assert decoders["random"]["cache_bytes_per_token"] < decoders["gpt2-sdpa"]["cache_bytes_per_token"]
+    assert set(results["profile"]) == {"bert-sdpa", "random", "random+dot"}
+    assert (tmp_path / "results.md").read_text().startswith("# Benchmark results")
+    for name in results["plots"]:
+        assert (tmp_path / name).stat().st_size > 0
