@@ -105,8 +105,10 @@ def train_tokenizer(
         continuing_subword_prefix="##",
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    # The trainer breaks frequency ties in hash order, so ids differ between runs; renumber the (identical)
-    # vocabulary in a fixed order: special tokens first, then whole words, then "##" pieces, each sorted.
+    # The trainer breaks frequency ties in hash order, so the ids it assigns (and, at ties, a few tokens)
+    # differ between runs; renumber in a fixed order so that the same vocabulary always gets the same ids:
+    # special tokens first, then whole words, then "##" pieces, each sorted. Keep the trained tokenizer with
+    # its checkpoint (the scripts never retrain one that a run already saved).
     learned = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS), key=lambda t: (t.startswith("##"), t))
     tokenizer.model = models.WordPiece(
         {token: index for index, token in enumerate([*SPECIAL_TOKENS, *learned])},
