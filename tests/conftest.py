@@ -1,6 +1,11 @@
 """Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, fully offline."""
 
 import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -9,21 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from synthesizer_hf import SynthesizerConfig
+from synthesizer_hf import ATTENTION_COMPONENTS, SynthesizerConfig
 
 torch.set_num_threads(1)
 
 # Every synthesizing function on its own, plus the paper's main mixtures.
-SINGLE_VARIANTS = [
-    "dot",
-    "symmetric_dot",
-    "pairwise_dot",
-    "random",
-    "fixed_random",
-    "factorized_random",
-    "dense",
-    "factorized_dense",
-]
+SINGLE_VARIANTS = list(ATTENTION_COMPONENTS)
 MIXTURES = [
     "random+dot",
     "dense+dot",
@@ -59,3 +55,25 @@ def tiny_config(attention_type="random", **overrides) -> SynthesizerConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_without_package(body: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run Python code where `synthesizer_hf` cannot be imported (as for a user loading a shared folder with
+    trust_remote_code): `-I -S` skips PYTHONPATH, the user site and .pth files (so no editable install);
+    only the plain site-packages directory (torch, transformers) is put back on the path."""
+    prelude = f"""
+import sys
+sys.path.append({sysconfig.get_paths()["purelib"]!r})
+import importlib.util
+assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "modules"))
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", prelude + textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )

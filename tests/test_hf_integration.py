@@ -1,11 +1,6 @@
 """Auto classes, save/reload, trust_remote_code, pipelines, Trainer and torch.compile."""
 
 import json
-import os
-import subprocess
-import sys
-import sysconfig
-import textwrap
 
 import pytest
 import torch
@@ -20,7 +15,7 @@ from transformers import (
     pipeline,
 )
 
-from conftest import ALL_VARIANTS, tiny_config
+from conftest import ALL_VARIANTS, run_without_package, tiny_config
 from synthesizer_hf import (
     SynthesizerConfig,
     SynthesizerForCausalLM,
@@ -93,33 +88,16 @@ def test_trust_remote_code_loads_without_the_package_installed(tmp_path):
     ids = torch.randint(3, 99, (2, 7))
     expected = model.eval()(ids).logits
     torch.save(ids, tmp_path / "ids.pt")
-    # -I -S: no user site, no PYTHONPATH and no .pth files, so neither an editable install nor src/ is visible;
-    # only the plain site-packages directory (transformers, torch) is put back on the path.
-    site_packages = sysconfig.get_paths()["purelib"]
-    script = textwrap.dedent(
+    result = run_without_package(
         f"""
-        import sys
-        sys.path.append({site_packages!r})
-        import importlib.util
-        assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
         import torch
         from transformers import AutoModelForSequenceClassification
         model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
         ids = torch.load({str(tmp_path / "ids.pt")!r})
         torch.save(model.eval()(ids).logits, {str(tmp_path / "out.pt")!r})
         print(type(model).__module__)
-        """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
+        """,
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "transformers_modules" in result.stdout

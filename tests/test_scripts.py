@@ -15,8 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from conftest import run_without_package
 from synthesizer_hf.tasks import get_task
 from synthesizer_hf.tokenization import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE, iter_text_files, train_tokenizer
 from synthesizer_hf.training import (
@@ -499,13 +498,8 @@ def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
     ids = torch.randint(5, 300, (2, 9))
     torch.save(ids, workdir / "hub_ids.pt")
     expected = model(ids).logits
-    site_packages = sysconfig.get_paths()["purelib"]
-    script = textwrap.dedent(
+    result = run_without_package(
         f"""
-        import sys
-        sys.path.append({site_packages!r})
-        import importlib.util
-        assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
         import torch
         from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
         folder = {str(hub)!r}
@@ -514,17 +508,8 @@ def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
         AutoTokenizer.from_pretrained(folder)
         head = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
         print(type(model).__module__, type(head).__name__)
-        """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(workdir / "modules"))
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=workdir,
-        env=env,
-        timeout=300,
+        """,
+        workdir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "transformers_modules" in result.stdout and "SynthesizerForSequenceClassification" in result.stdout
