@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="synthesizer-hf",
@@ -9,8 +9,10 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
-    packages=[*find_packages("src"), "synthesizer_hf.demo_data"],
-    package_data={"synthesizer_hf": ["demo_data/**/*"]},
+    # namespace discovery also lists the demo-data folders, so their files ship as package data
+    packages=find_namespace_packages("src", include=["synthesizer_hf*"]),
+    package_data={"synthesizer_hf.demo_data": ["*.md", "*.gz"], "synthesizer_hf.demo_data.glue.SST-2": ["*.tsv"],
+                  "synthesizer_hf.demo_data.glue.RTE": ["*.tsv"]},  # fmt: skip
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[
