@@ -11,8 +11,11 @@ setup(
     package_dir={"": "src"},
     # namespace discovery also lists the demo-data folders, so their files ship as package data
     packages=find_namespace_packages("src", include=["synthesizer_hf*"]),
-    package_data={"synthesizer_hf.demo_data": ["*.md", "*.gz"], "synthesizer_hf.demo_data.glue.SST-2": ["*.tsv"],
-                  "synthesizer_hf.demo_data.glue.RTE": ["*.tsv"]},  # fmt: skip
+    package_data={
+        "synthesizer_hf.demo_data": ["*.md", "*.gz"],
+        "synthesizer_hf.demo_data.glue.SST-2": ["*.tsv"],
+        "synthesizer_hf.demo_data.glue.RTE": ["*.tsv"],
+    },
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=[
