@@ -841,7 +841,8 @@ def plot_metric_and_throughput(study: Mapping[str, Any], rows: Sequence[Mapping]
         top.bar(x, [r["mean"] for r in subset], yerr=[r["std"] for r in subset], color=colors, capsize=3)
         low = min(r["mean"] - r["std"] for r in subset)
         high = max(r["mean"] + r["std"] for r in subset)
-        top.set_ylim(low - 0.15 * (high - low + 1e-9), high + 0.15 * (high - low + 1e-9))
+        pad = max(0.15 * (high - low), 0.01 * abs(high), 1e-3)  # equal bars still get a readable axis
+        top.set_ylim(low - pad, high + pad)
         top.set(title=dataset, ylabel=label)
         bottom.bar(x, [r["samples_per_second"] for r in subset], color=colors)
         bottom.set(ylabel="train samples / s (fastest seed)")
