@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from synthesizer_hf.training import build_pretraining_parser, parse_args, run_pretraining
+from synthesizer_hf.training import (
+    build_pretraining_parser,
+    parse_args,
+    run_pretraining,
+    shutdown_distributed,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -28,3 +33,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+    shutdown_distributed()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from synthesizer_hf.training import build_tasks_parser, parse_args, run_tasks
+from synthesizer_hf.training import build_tasks_parser, parse_args, run_tasks, shutdown_distributed
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -32,3 +32,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+    shutdown_distributed()

@@ -372,6 +372,13 @@ def make_training_arguments(
     return TrainingArguments(**values)
 
 
+def shutdown_distributed() -> None:
+    """Leave a multi-process run cleanly: without it gloo's threads can abort a worker at exit (SIGABRT)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def make_trainer(model: PreTrainedModel, training_args: TrainingArguments, **kwargs: Any) -> Trainer:
     """The `Trainer` every script uses (one place to add callbacks or options for all of them).
 
