@@ -2,8 +2,13 @@
 
 import gzip
 import json
+from pathlib import Path
 
-from synthesizer_hf.studies import load_study_config, run_study
+import pytest
+
+from synthesizer_hf import SynthesizerConfig
+from synthesizer_hf.studies import CORPUS_LOADERS, load_study_config, run_study
+from synthesizer_hf.tasks import get_task
 
 WORDS = [f"word{i}" for i in range(15)]
 
@@ -53,3 +58,23 @@ def test_mlm_study_end_to_end(tmp_path):
     # A rerun finds every run's results and retrains nothing.
     rerun = run_study(config, tmp_path / "data", output)
     assert rerun["rows"][0]["per_seed"] == summary["rows"][0]["per_seed"]
+
+
+STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)
+def test_shipped_study_configs_are_runnable(path):
+    """Every config in studies/ (full and smoke) names known variants, datasets and sibling studies."""
+    for smoke in (False, True):
+        config = load_study_config(path, smoke=smoke)
+        assert config["name"] == path.stem
+        for variant in config["variants"]:
+            SynthesizerConfig(attention_type=variant)
+        for dataset in config["datasets"]:
+            if config["objective"] == "glue":
+                get_task(dataset)
+            else:
+                assert dataset in CORPUS_LOADERS
+        for sibling in [*config.get("reuse_from", []), config.get("pretrained_from")]:
+            assert sibling is None or (path.parent / f"{sibling}.json").is_file()
