@@ -4,10 +4,11 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synthesizer_hf import SynthesizerConfig
-from synthesizer_hf.studies import CORPUS_LOADERS, load_study_config, run_study
+from synthesizer_hf.studies import CORPUS_LOADERS, attention_by_offset, load_study_config, run_study
 from synthesizer_hf.tasks import get_task
 
 WORDS = [f"word{i}" for i in range(15)]
@@ -51,7 +52,9 @@ def test_mlm_study_end_to_end(tmp_path):
     assert record["train_steps"] == 2 and record["metrics"]["loss"] > 0
     assert len(record["curves"]["eval_loss"]) == 2
     assert (output / "runs" / "wikitext2__random+dot__seed0.attention.npy").is_file()
-    assert "| `random+dot` |" in (output / "tables.md").read_text()
+    tables = (output / "tables.md").read_text()
+    assert "| `random+dot` |" in tables
+    assert "| wikitext2 | `random+dot` | 2 |" in tables  # attention-by-offset row of layer 2
     for name in ("curves", "metric_vs_throughput", "attention", "attention_hist"):
         assert (output / f"tiny_{name}.png").is_file()
 
@@ -78,3 +81,23 @@ def test_shipped_study_configs_are_runnable(path):
                 assert dataset in CORPUS_LOADERS
         for sibling in [*config.get("reuse_from", []), config.get("pretrained_from")]:
             assert sibling is None or (path.parent / f"{sibling}.json").is_file()
+
+
+def test_attention_by_offset_is_relative_to_uniform_over_visible_keys():
+    length = 6
+    bidirectional = np.full((1, 2, length, length), 1 / length)
+    np.testing.assert_allclose(attention_by_offset(bidirectional), 1.0)
+
+    causal = np.tril(np.ones((length, length))) / np.arange(1, length + 1)[:, None]
+    ratios = attention_by_offset(causal[None, None])[0]
+    np.testing.assert_allclose(ratios[:4], 1.0)  # offsets -3..0: every query sees these keys uniformly
+    np.testing.assert_allclose(ratios[4:], 0.0)  # future keys are masked
+
+    # Each query gives 0.9 to its left neighbour and spreads 0.1 over the other keys (head 1), while head 2
+    # is uniform: the head mean at offset -1 is (0.9 * 6 + 1) / 2 = 3.2x uniform.
+    local = np.full((length, length), 0.1 / (length - 1))
+    local[np.arange(1, length), np.arange(length - 1)] = 0.9
+    maps = np.stack([local, np.full((length, length), 1 / length)])[None]
+    ratios = attention_by_offset(maps, offsets=(-1, 1))[0]
+    assert ratios[0] == pytest.approx((0.9 * length + 1) / 2)
+    assert ratios[1] == pytest.approx((0.1 / (length - 1) * length + 1) / 2)

@@ -94,6 +94,7 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(
     use_cpu=True,
     dataloader_num_workers=0,
 )
+LOCALITY_OFFSETS = (-3, -2, -1, 0, 1, 2, 3)  # key offsets j - i reported by `attention_by_offset`
 MODEL_DEFAULTS: dict[str, Any] = dict(
     hidden_size=128,
     num_hidden_layers=2,
@@ -745,10 +746,63 @@ def format_task_matrix(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def attention_by_offset(maps: np.ndarray, offsets: Sequence[int] = LOCALITY_OFFSETS) -> np.ndarray:
+    """Head-averaged attention at key offset j - i, as a multiple of uniform attention: `[layers, offsets]`.
+
+    Uniform means spreading each query's weight evenly over the keys it can see (the non-zero entries of its
+    row: the causal mask and padding are respected), so 1.0 is "no preference" and a learned local window
+    (paper Appendix A.5) shows as values above 1 next to offset 0.
+    """
+    mean = maps.astype(np.float64).mean(axis=1)  # [layers, L, L]
+    visible = (mean > 0).sum(axis=-1, keepdims=True)  # keys each query can see
+    ratio = mean * np.maximum(visible, 1)  # weight / (1 / visible)
+    length = mean.shape[-1]
+    result = np.zeros((mean.shape[0], len(offsets)))
+    for column, offset in enumerate(offsets):
+        queries = np.arange(max(0, -offset), min(length, length - offset))
+        on_support = mean[:, queries, queries + offset] > 0
+        values = ratio[:, queries, queries + offset]
+        result[:, column] = [v[m].mean() if m.any() else 0.0 for v, m in zip(values, on_support)]
+    return result
+
+
+def format_locality_table(maps: Mapping[tuple[str, str], np.ndarray]) -> str:
+    """Markdown: `attention_by_offset` per (dataset, variant, layer) of the first seed's saved maps."""
+    header = ["dataset", "variant", "layer", *(f"{offset:+d}" for offset in LOCALITY_OFFSETS)]
+    lines = [
+        "**attention at key offset j - i, x uniform (mean over heads and queries; seed of the maps)**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for (dataset, variant), value in maps.items():
+        for layer, row in enumerate(attention_by_offset(value)):
+            cells = [dataset, f"`{variant}`", str(layer + 1), *(f"{x:.2f}" for x in row)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def load_attention_maps(
+    study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], output_dir: Path
+) -> dict[tuple[str, str], np.ndarray]:
+    """The saved attention maps of the first seed, keyed by (dataset, variant)."""
+    paths = {
+        (r["dataset"], r["variant"]): output_dir
+        / "runs"
+        / f"{run_name(r['dataset'], r['variant'], r['seed'])}.attention.npy"
+        for r in records
+        if r["seed"] == study["seeds"][0]
+    }
+    return {key: np.load(path).astype(np.float32) for key, path in paths.items() if path.is_file()}
+
+
 def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], output_dir: Path) -> dict:
     """`results.json`, `tables.md` and the plots of a finished (or partial) study."""
     rows = summarize(study, records)
+    maps = load_attention_maps(study, records, output_dir)
     tables = format_tables(study, rows)
+    if maps:
+        tables += "\n" + format_locality_table(maps)
     summary = {
         "study": {k: v for k, v in study.items() if not k.startswith("_")},
         "rows": rows,
@@ -756,7 +810,7 @@ def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     }
     write_json(output_dir / "results.json", summary)
     (output_dir / "tables.md").write_text(tables, encoding="utf-8")
-    summary["plots"] = [str(p) for p in make_plots(study, records, rows, output_dir)]
+    summary["plots"] = [str(p) for p in make_plots(study, records, rows, maps, output_dir)]
     summary["tables"] = tables
     return summary
 
@@ -767,7 +821,11 @@ def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
 
 
 def make_plots(
-    study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], rows: Sequence[Mapping], output_dir: Path
+    study: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping],
+    maps: Mapping[tuple[str, str], np.ndarray],
+    output_dir: Path,
 ) -> list[Path]:
     """Every plot that applies to the study, as PNGs in `output_dir`."""
     import matplotlib
@@ -776,14 +834,6 @@ def make_plots(
     name = study["name"]
     paths = [plot_learning_curves(study, records, output_dir / f"{name}_curves.png")]
     paths.append(plot_metric_and_throughput(study, rows, output_dir / f"{name}_metric_vs_throughput.png"))
-    maps = {
-        (r["dataset"], r["variant"]): output_dir
-        / "runs"
-        / f"{run_name(r['dataset'], r['variant'], r['seed'])}.attention.npy"
-        for r in records
-        if r["seed"] == study["seeds"][0]
-    }
-    maps = {key: np.load(path).astype(np.float32) for key, path in maps.items() if path.is_file()}
     if maps:
         paths.append(plot_attention_maps(maps, output_dir / f"{name}_attention.png"))
         paths.append(plot_attention_histograms(maps, output_dir / f"{name}_attention_hist.png"))
@@ -903,6 +953,7 @@ def plot_attention_histograms(maps: Mapping[tuple[str, str], np.ndarray], path: 
 
 __all__ = [
     "CORPUS_LOADERS",
+    "attention_by_offset",
     "deep_merge",
     "format_tables",
     "load_study_config",
