@@ -67,7 +67,7 @@ STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)
-def test_shipped_study_configs_are_runnable(path):
+def test_shipped_study_configs_name_known_variants_and_data(path):
     """Every config in studies/ (full and smoke) names known variants, datasets and sibling studies."""
     for smoke in (False, True):
         config = load_study_config(path, smoke=smoke)
