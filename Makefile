@@ -1,25 +1,45 @@
-# One-liners behind the README. `make demo` and `make test` install everything they need from scratch.
+# One-liners behind the README. Every target installs what it needs from scratch.
+#   .venv         the tested set of versions (constraints/tested.txt): demo, lint, benchmark
+#   .venv-oldest  the lower bounds setup.py declares (constraints/oldest.txt)
+#   .venv-newest  the newest releases the registry has today (resolved anew at every `make test`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch: an unpinned `torch` would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+pytest = HF_HUB_OFFLINE=1 $(1)/bin/python -m pytest -n 2 -q
 
-.PHONY: install demo test lint format benchmark clean
+.PHONY: install install-oldest install-newest demo test test-oldest test-newest lint format benchmark lock clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+%/bin/python:
+	$(PYTHON) -m venv $*
+	$*/bin/pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints/tested.txt $(TORCH)
+	$(BIN)/pip install --quiet -c constraints/tested.txt -e ".[dev]"
+
+install-oldest: .venv-oldest/bin/python
+	.venv-oldest/bin/pip install --quiet -c constraints/oldest.txt $(TORCH)
+	.venv-oldest/bin/pip install --quiet -c constraints/oldest.txt -e ".[dev]"
+
+install-newest: .venv-newest/bin/python
+	.venv-newest/bin/pip install --quiet $(TORCH)
+	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev]"
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/demo.py --output_dir runs/demo
 
-test: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 -q
+# The suite on both ends of the supported range; each end also loads a checkpoint saved by the other.
+test: install-oldest install-newest
+	SYNTHESIZER_OTHER_PYTHON=$(CURDIR)/.venv-newest/bin/python $(call pytest,.venv-oldest)
+	SYNTHESIZER_OTHER_PYTHON=$(CURDIR)/.venv-oldest/bin/python $(call pytest,.venv-newest)
+
+test-oldest: install-oldest
+	$(call pytest,.venv-oldest)
+
+test-newest: install-newest
+	$(call pytest,.venv-newest)
 
 lint: install
 	$(BIN)/ruff check .
@@ -32,5 +52,10 @@ format: install
 benchmark: install
 	$(BIN)/python scripts/benchmark.py --quick
 
+# Record the newest set as the tested one (after `make test` passed on it).
+lock:
+	{ echo "# The set \`make install\` / \`make demo\` install: the newest releases on the day \`make lock\` ran."; \
+	  .venv-newest/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > constraints/tested.txt
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .venv-newest runs build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -3,8 +3,8 @@
 import os
 import subprocess
 import sys
-import sysconfig
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,20 +57,34 @@ def _seed():
     torch.manual_seed(0)
 
 
-def run_without_package(body: str, cwd: Path) -> subprocess.CompletedProcess:
+def pytest_report_header(config):
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ("torch", "transformers", "datasets", "accelerate")
+    )
+    return f"synthesizer-hf suite on {versions}"
+
+
+def run_without_package(body: str, cwd: Path, python: str = sys.executable) -> subprocess.CompletedProcess:
     """Run Python code where `synthesizer_hf` cannot be imported (as for a user loading a shared folder with
     trust_remote_code): `-I -S` skips PYTHONPATH, the user site and .pth files (so no editable install);
-    only the plain site-packages directory (torch, transformers) is put back on the path."""
+    only the plain site-packages directory (torch, transformers) of `python` is put back on the path."""
+    # asked of the interpreter itself: under -S it no longer knows its virtual environment
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     prelude = f"""
 import sys
-sys.path.append({sysconfig.get_paths()["purelib"]!r})
+sys.path.append({purelib!r})
 import importlib.util
 assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "modules"))
     return subprocess.run(
-        [sys.executable, "-I", "-S", "-c", prelude + textwrap.dedent(body)],
+        [python, "-I", "-S", "-c", prelude + textwrap.dedent(body)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -1,11 +1,15 @@
 """Causal LM and encoder-decoder: no future leakage, cached == uncached, left padding, generation, training."""
 
+import logging
+import warnings
+
 import pytest
 import torch
-from transformers import EncoderDecoderCache, GenerationConfig
+from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 
 from conftest import ALL_VARIANTS, tiny_config
 from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM
+from synthesizer_hf.modeling_synthesizer import output_cache
 
 
 def causal_lm(variant, **overrides):
@@ -37,10 +41,10 @@ def test_incremental_decoding_equals_full_forward(variant):
         full = model(ids).logits
         out = model(ids[:, :4], use_cache=True)
         steps = [out.logits]
-        cache = out.past_key_values
+        cache = output_cache(out)
         for t in range(4, 11):
-            out = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(ids[:, t : t + 1], cache=cache, use_cache=True)
+            cache = output_cache(out)
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -61,10 +65,10 @@ def test_seq2seq_incremental_decoding_equals_full_forward(variant):
                 encoder_outputs=encoder_outputs,
                 attention_mask=source_mask,
                 decoder_input_ids=target[:, t : t + 1],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache = out.past_key_values
+            cache = output_cache(out)
             steps.append(out.logits)
     assert isinstance(cache, EncoderDecoderCache)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
@@ -78,10 +82,45 @@ def test_generate_with_cache_equals_without(variant):
     prompt = torch.randint(3, 99, (2, 4))
     settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
     with torch.no_grad():
-        cached = model.generate(prompt, use_cache=True, **settings)
+        cached = model.generate(prompt, use_cache=True, return_dict_in_generate=True, **settings)
         uncached = model.generate(prompt, use_cache=False, **settings)
-    assert cached.shape == (2, 12)
-    assert torch.equal(cached, uncached)
+    assert cached.sequences.shape == (2, 12)
+    assert torch.equal(cached.sequences, uncached)
+    # generation really decoded from the cache (a model that ignored it would still match, recomputing)
+    assert output_cache(cached).get_seq_length() == 11
+
+
+def test_the_cache_is_taken_under_its_old_and_new_names(monkeypatch):
+    """transformers 5.24 passes `cache=`; earlier 5.x releases and existing user code pass `past_key_values=`."""
+    model = causal_lm("random+dot")
+    ids = torch.randint(3, 99, (2, 6))
+    with torch.no_grad():
+        full = model(ids).logits
+        prefix_cache = output_cache(model(ids[:, :5], use_cache=True))
+        new_name = model(ids[:, 5:], cache=prefix_cache, use_cache=True).logits
+        prefix_cache = output_cache(model(ids[:, :5], use_cache=True))
+        old_name = model(ids[:, 5:], past_key_values=prefix_cache, use_cache=True).logits
+        with pytest.raises(ValueError, match="Pass the cache once"):
+            model(ids[:, 5:], cache=prefix_cache, past_key_values=DynamicCache(), use_cache=True)
+        # transformers warns once per process (`Logger.warning_once`), so record the calls themselves
+        messages = []
+        for method in ("warning", "warning_once"):
+            monkeypatch.setattr(logging.Logger, method, lambda self, msg, *a, **k: messages.append(str(msg)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            output = model.generate(
+                ids,
+                max_new_tokens=3,
+                do_sample=False,
+                pad_token_id=0,
+                eos_token_id=None,
+                return_dict_in_generate=True,
+            )
+            output_cache(output)
+    torch.testing.assert_close(new_name, full[:, 5:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(old_name, full[:, 5:], atol=1e-5, rtol=1e-5)
+    messages += [str(w.message) for w in caught]
+    assert not [m for m in messages if "deprecat" in m.lower()], messages
 
 
 @pytest.mark.parametrize("variant", ["random", "dense", "factorized_random+dot", "factorized_dense"])
@@ -138,7 +177,7 @@ def test_generation_past_the_synthesizer_length_is_a_clear_error():
 
 def cache_bytes_per_token(model):
     with torch.no_grad():
-        cache = model(torch.randint(3, 99, (1, 10)), use_cache=True).past_key_values
+        cache = output_cache(model(torch.randint(3, 99, (1, 10)), use_cache=True))
     total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
     return total / 10
 

@@ -1,6 +1,13 @@
 """Auto classes, save/reload, trust_remote_code, pipelines, Trainer and torch.compile."""
 
+import ast
+import importlib.metadata
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +22,7 @@ from transformers import (
     pipeline,
 )
 
+import synthesizer_hf
 from conftest import ALL_VARIANTS, run_without_package, tiny_config
 from synthesizer_hf import (
     SynthesizerConfig,
@@ -80,28 +88,94 @@ def test_every_head_is_registered_with_an_auto_class(head, tmp_path):
     assert type(AutoConfig.from_pretrained(tmp_path)) is SynthesizerConfig
 
 
-def test_trust_remote_code_loads_without_the_package_installed(tmp_path):
-    model = SynthesizerForSequenceClassification(
+OTHER_PYTHON = os.environ.get("SYNTHESIZER_OTHER_PYTHON")
+INTERPRETERS = [
+    pytest.param(sys.executable, id="this-release"),
+    pytest.param(
+        OTHER_PYTHON,
+        id="other-release",
+        marks=pytest.mark.skipif(
+            not OTHER_PYTHON,
+            reason="SYNTHESIZER_OTHER_PYTHON (the interpreter of the other end of the supported range, set by "
+            "`make test`) is not set",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_trust_remote_code_loads_without_the_package_installed(python, tmp_path):
+    """A saved folder loads with trust_remote_code where the package is absent, also under the transformers
+    release at the other end of the supported range (checkpoints outlive the release they were saved with)."""
+    classifier = SynthesizerForSequenceClassification(
         tiny_config(["random+dot", "factorized_dense"], num_labels=3)
-    )
-    model.save_pretrained(tmp_path / "ckpt")
+    ).eval()
+    lm = SynthesizerForCausalLM(tiny_config("random+dot")).eval()
+    classifier.save_pretrained(tmp_path / "classifier")
+    lm.save_pretrained(tmp_path / "lm")
     ids = torch.randint(3, 99, (2, 7))
-    expected = model.eval()(ids).logits
-    torch.save(ids, tmp_path / "ids.pt")
+    prompt = torch.tensor([[0, 0, 11, 12, 13], [21, 22, 23, 24, 25]])  # left padding, decoded with the cache
+    settings = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        expected_logits = classifier(ids).logits
+        expected_tokens = lm.generate(prompt, attention_mask=(prompt != 0).long(), **settings)
+    torch.save({"ids": ids, "prompt": prompt}, tmp_path / "inputs.pt")
     result = run_without_package(
         f"""
-        import torch
-        from transformers import AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True)
-        ids = torch.load({str(tmp_path / "ids.pt")!r})
-        torch.save(model.eval()(ids).logits, {str(tmp_path / "out.pt")!r})
-        print(type(model).__module__)
+        import torch, transformers
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+        inputs = torch.load({str(tmp_path / "inputs.pt")!r})
+        classifier = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "classifier")!r}, trust_remote_code=True)
+        lm = AutoModelForCausalLM.from_pretrained({str(tmp_path / "lm")!r}, trust_remote_code=True)
+        prompt = inputs["prompt"]
+        with torch.no_grad():
+            logits = classifier.eval()(inputs["ids"]).logits
+            tokens = lm.eval().generate(prompt, attention_mask=(prompt != 0).long(), **{settings!r})
+        torch.save({{"logits": logits, "tokens": tokens}}, {str(tmp_path / "out.pt")!r})
+        print(type(classifier).__module__, transformers.__version__)
         """,
         tmp_path,
+        python=python,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "transformers_modules" in result.stdout
-    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
+    out = torch.load(tmp_path / "out.pt")
+    torch.testing.assert_close(out["logits"], expected_logits)
+    assert torch.equal(out["tokens"], expected_tokens)
+
+
+def test_the_model_code_needs_no_training_or_plotting_library():
+    """The core install (`pip install synthesizer-hf`, no extras) declares only what the model code imports:
+    `import synthesizer_hf` loads the model modules alone, and they import nothing but the core requirements."""
+    core = [r for r in importlib.metadata.requires("synthesizer-hf") if "extra ==" not in r]
+    declared = {re.split(r"[<>=!~ ;\[]", r)[0].lower().replace("-", "_") for r in core}
+    assert declared == {"torch", "transformers", "huggingface_hub"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, synthesizer_hf; print(sorted(m for m in sys.modules if 'synthesizer_hf' in m))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = eval(result.stdout.strip().splitlines()[-1])
+    assert loaded == [f"synthesizer_hf{suffix}" for suffix in CORE_MODULES]
+    package = Path(synthesizer_hf.__file__).parent
+    for suffix in CORE_MODULES:
+        tree = ast.parse((package / f"{suffix.strip('.') or '__init__'}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= declared | sys.stdlib_module_names, (suffix, roots)
+
+
+CORE_MODULES = ["", ".configuration_synthesizer", ".modeling_synthesizer", ".synthesizers"]
 
 
 def make_tokenizer(tmp_path) -> PreTrainedTokenizerFast:
@@ -194,7 +268,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model(ids, labels=ids).loss.backward()
     plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.activation_checkpointing_enable()
+    # `activation_checkpointing_enable` since transformers 5.23, `gradient_checkpointing_enable` before
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
     model.train()
     model(ids, labels=ids).loss.backward()
     for name, grad in plain.items():

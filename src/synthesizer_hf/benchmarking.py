@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from .configuration_synthesizer import SynthesizerConfig
-from .modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM
+from .modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM, output_cache
 
 # Model dims; "micro" only exists so that the smoke test finishes in seconds.
 SIZES: dict[str, dict[str, int]] = {
@@ -416,11 +416,11 @@ def measure_memory(context: multiprocessing.context.BaseContext, settings: Setti
 
 
 def cache_bytes_per_token(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> float:
-    """Bytes of the returned past_key_values tensors per cached token (batch x prompt positions)."""
+    """Bytes of the returned cache tensors per cached token (batch x prompt positions)."""
     with torch.inference_mode():
-        cache = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=True
-        ).past_key_values
+        cache = output_cache(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=True)
+        )
     tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
     return sum(t.nbytes for t in tensors) / batch["input_ids"].numel()
 

@@ -132,7 +132,8 @@ class SynthesizerConfig(PreTrainedConfig):
     """
 
     model_type = "synthesizer"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    # the output field of the cache since and before transformers 5.24
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
     attribute_map = {
         "d_model": "hidden_size",
         "num_heads": "num_attention_heads",

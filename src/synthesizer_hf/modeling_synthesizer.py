@@ -12,6 +12,7 @@ Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -42,6 +43,26 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_synthesizer import SynthesizerConfig
 from .synthesizers import SYNTHESIZERS, Positions, SynthesizedLogits, combine_logits, split_heads
+
+# transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache` (the old name is a
+# deprecated alias there, unknown to a GradientCheckpointingLayer); earlier 5.x releases know only the old one.
+# Forward methods accept both names; outputs and layer calls use the installed release's name.
+CACHE_ARGUMENT = (
+    "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
+)
+
+
+def select_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The cache passed under either name (`cache`, or `past_key_values` as before transformers 5.24)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("Pass the cache once: `cache` and `past_key_values` name the same argument.")
+    return cache if cache is not None else past_key_values
+
+
+def output_cache(outputs) -> Cache | None:
+    """The cache of a model output, read under the installed release's field name (no deprecation warning)."""
+    return getattr(outputs, CACHE_ARGUMENT)
+
 
 # Synthesizers whose logits ignore the hidden states: one softmax serves the whole batch.
 INPUT_INDEPENDENT_COMPONENTS = frozenset({"random", "fixed_random", "factorized_random"})
@@ -281,7 +302,7 @@ class SynthesizerSelfAttention(nn.Module):
         attention_mask: torch.Tensor | None,
         positions: Positions,
         key_padding_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`attention_mask` is additive `[batch | 1, 1, q, k]`; `key_padding_mask` the same keys as `[batch, k]`."""
@@ -292,8 +313,7 @@ class SynthesizerSelfAttention(nn.Module):
         # Layers without token-dependent keys cache only values, plus a one-number-per-token placeholder key
         # (the cache measures its length on the keys and treats an empty tensor as an empty cache).
         keys = torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, 1, length, 1)
-        if past_key_values is not None:
-            cache = past_key_values
+        if cache is not None:
             if isinstance(cache, EncoderDecoderCache):
                 cache = cache.self_attention_cache
             keys, value = cache.update(keys, value, self.layer_idx)
@@ -359,20 +379,20 @@ class SynthesizerCrossAttention(nn.Module):
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = hidden_states.shape
         query = split_heads(self.query(hidden_states), self.num_heads)
-        if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
-            layer = past_key_values.cross_attention_cache.layers[self.layer_idx]
+        if cache is not None and cache.is_updated.get(self.layer_idx):
+            layer = cache.cross_attention_cache.layers[self.layer_idx]
             key, value = layer.keys, layer.values
         else:
             key = split_heads(self.key(encoder_hidden_states), self.num_heads)
             value = split_heads(self.value(encoder_hidden_states), self.num_heads)
-            if past_key_values is not None:
-                key, value = past_key_values.cross_attention_cache.update(key, value, self.layer_idx)
-                past_key_values.is_updated[self.layer_idx] = True
+            if cache is not None:
+                key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -422,18 +442,22 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         key_padding_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
         past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
+        # The cache arrives under the installed release's name (`CACHE_ARGUMENT`), which is the one that
+        # gradient checkpointing clears.
+        cache = select_cache(cache, past_key_values)
         attended, _ = self.self_attn(
-            hidden_states, attention_mask, positions, key_padding_mask, past_key_values, **kwargs
+            hidden_states, attention_mask, positions, key_padding_mask, cache, **kwargs
         )
         hidden_states = self.self_attn_layer_norm(
             hidden_states + self.dropout(self.self_attn_output(attended))
         )
         if self.cross_attn is not None:
             attended, _ = self.cross_attn(
-                hidden_states, encoder_hidden_states, encoder_attention_mask, past_key_values, **kwargs
+                hidden_states, encoder_hidden_states, encoder_attention_mask, cache, **kwargs
             )
             hidden_states = self.cross_attn_layer_norm(
                 hidden_states + self.dropout(self.cross_attn_output(attended))
@@ -623,23 +647,25 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        cache = select_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference.shape[0] == 0 or reference.shape[1] == 0:
             raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
-        if use_cache and past_key_values is None:
+        if use_cache and cache is None:
             cache_config = self.config.get_text_config(decoder=True)
-            past_key_values = (
+            cache = (
                 EncoderDecoderCache(DynamicCache(config=cache_config), DynamicCache(config=cache_config))
                 if encoder_hidden_states is not None
                 else DynamicCache(config=cache_config)
             )
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         length = reference.shape[1]
         check_attention_mask(attention_mask, reference.shape[0], past_length + length)
         positions = compute_positions(attention_mask, position_ids, past_length, length, follow_padding=True)
@@ -672,11 +698,11 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
                 key_padding_mask,
                 encoder_hidden_states,
                 encoder_attention_mask,
-                past_key_values=past_key_values,
+                **{CACHE_ARGUMENT: cache},
                 **kwargs,
             )
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=past_key_values if use_cache else None
+            last_hidden_state=hidden_states, **{CACHE_ARGUMENT: cache if use_cache else None}
         )
 
 
@@ -1002,10 +1028,11 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithCrossAttentions:
         outputs = self.synthesizer(
@@ -1013,7 +1040,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
+            cache=select_cache(cache, past_key_values),
             use_cache=use_cache,
             **kwargs,
         )
@@ -1026,9 +1053,9 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
             check_labels(labels, logits.shape[:2], "language-model")
             loss = token_cross_entropy(logits[:, :-1], labels[:, 1:])
         return CausalLMOutputWithCrossAttentions(
+            **{CACHE_ARGUMENT: output_cache(outputs)},
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -1097,11 +1124,12 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: tuple | BaseModelOutput | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         if encoder_outputs is None:
@@ -1118,16 +1146,16 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
             inputs_embeds=decoder_inputs_embeds,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=select_cache(cache, past_key_values),
             use_cache=use_cache,
             **kwargs,
         )
         logits = self.lm_head(decoder_outputs.last_hidden_state)
         loss = token_cross_entropy(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
+            **{CACHE_ARGUMENT: output_cache(decoder_outputs)},
             loss=loss,
             logits=logits,
-            past_key_values=decoder_outputs.past_key_values,
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,

@@ -14,6 +14,7 @@ Every run writes ``run_info.json`` (the command, arguments and timings), which `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -337,6 +338,15 @@ def cpu_only_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.accelerator.current_accelerator() is None
 
 
+# transformers 5.23 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name is a deprecated
+# alias there); earlier releases know only the old name.
+CHECKPOINTING_ARGUMENT = (
+    "activation_checkpointing"
+    if "activation_checkpointing" in {field.name for field in dataclasses.fields(TrainingArguments)}
+    else "gradient_checkpointing"
+)
+
+
 def make_training_arguments(
     args: argparse.Namespace, output_dir: str | os.PathLike, **overrides: Any
 ) -> TrainingArguments:
@@ -359,7 +369,7 @@ def make_training_arguments(
         seed=args.seed,
         bf16=args.bf16,
         fp16=args.fp16,
-        activation_checkpointing=args.activation_checkpointing,
+        **{CHECKPOINTING_ARGUMENT: args.activation_checkpointing},
         deepspeed=args.deepspeed,
         dataloader_num_workers=args.dataloader_num_workers,
         report_to=args.report_to,
