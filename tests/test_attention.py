@@ -101,7 +101,7 @@ def test_attention_matches_paper_equation(variant, implementation, causal):
     config._attn_implementation = implementation
     attention = SynthesizerSelfAttention(config, config.layer_attention_types()[0], 0, causal).eval()
     with torch.no_grad():  # large random weights, so that every term visibly moves the softmax
-        for param in attention.parameters():
+        for param in [*attention.parameters(), *attention.buffers()]:  # fixed R is a buffer (torch.empty)
             param.normal_(0.0, 0.4)
     x = torch.randn(3, 11, config.hidden_size)
     keep = torch.ones(3, 11, dtype=torch.long)

@@ -5,10 +5,12 @@ import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 
 from conftest import ALL_VARIANTS, tiny_config
-from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM
+from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM, SynthesizerSeq2SeqModel
+from synthesizer_hf.caching import cache_storage_bytes
 from synthesizer_hf.modeling_synthesizer import output_cache
 
 
@@ -141,6 +143,27 @@ def test_left_padded_prompt_generates_like_the_prompt_alone(variant):
     torch.testing.assert_close(logits_padded, logits_alone, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["random", "dense", "factorized_dense", "random+dot"])
+def test_left_padding_does_not_change_a_batch_with_inner_padding(variant):
+    """transformers' left-padding check: a batch whose mask already has holes (here inner and right padding),
+    with `position_ids = cumsum(mask) - 1`, gives the same last-token logits after 32 more left pads."""
+    model = causal_lm(variant, max_position_embeddings=48)
+    ids = torch.randint(3, 99, (2, 7))
+    mask = torch.tensor([[1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0]])
+    padded_ids = torch.cat([torch.zeros(2, 32, dtype=torch.long), ids], 1)
+    padded_mask = torch.cat([torch.zeros(2, 32, dtype=torch.long), mask], 1)
+
+    def positions(m):
+        return (m.cumsum(-1) - 1).masked_fill(m == 0, 1)
+
+    with torch.no_grad():
+        plain = model(ids, attention_mask=mask, position_ids=positions(mask)).logits[:, -1]
+        padded = model(padded_ids, attention_mask=padded_mask, position_ids=positions(padded_mask)).logits[
+            :, -1
+        ]
+    torch.testing.assert_close(padded, plain, atol=1e-6, rtol=1e-5)
+
+
 def test_beam_search_and_sampling_run_for_both_decoders():
     lm = causal_lm("random+dot")
     s2s = seq2seq("dense", "random")
@@ -178,16 +201,77 @@ def test_generation_past_the_synthesizer_length_is_a_clear_error():
 def cache_bytes_per_token(model):
     with torch.no_grad():
         cache = output_cache(model(torch.randint(3, 99, (1, 10)), use_cache=True))
-    total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
-    return total / 10
+    return cache_storage_bytes(cache) / 10
 
 
 def test_pure_synthesizer_layers_cache_values_only():
     dot = cache_bytes_per_token(causal_lm("dot"))
     for variant in ("random", "dense", "factorized_dense", "factorized_random", "fixed_random"):
-        # values only, plus one placeholder number per token (1/32 of a key row here; 1/hidden_size in general)
-        assert cache_bytes_per_token(causal_lm(variant)) == dot / 2 * (1 + 1 / 32), variant
+        assert cache_bytes_per_token(causal_lm(variant)) == dot / 2, variant
     assert cache_bytes_per_token(causal_lm("random+dot")) == dot
+
+
+@pytest.mark.parametrize("variant", ["random", "factorized_dense", "random+dot"])
+def test_the_cache_has_the_standard_format(variant):
+    """Every layer presents keys and values as [batch, heads, length, head_dim], value-only layers included
+    (their keys are a zero view), through beam reordering and cropping as generation does them."""
+    model = causal_lm(variant)
+    with torch.no_grad():
+        cache = output_cache(model(torch.randint(3, 99, (2, 7)), use_cache=True))
+    cache.reorder_cache(torch.tensor([1, 0]))
+    cache.crop(-2)  # the argument every 5.x release reads as 'remove 2 tokens'
+    for layer in cache.layers:
+        assert layer.keys.shape == layer.values.shape == (2, 4, 5, 8)
+    assert cache.get_seq_length() == 5
+
+
+@pytest.mark.parametrize("variant", ["random", "dense+dot"])
+def test_assisted_decoding_matches_greedy(variant):
+    """Assisted generation crops the cache when draft tokens are rejected."""
+    model, assistant = causal_lm(variant), causal_lm(variant, num_hidden_layers=1)
+    prompt = torch.randint(3, 99, (2, 4))
+    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        greedy = model.generate(prompt, **settings)
+        assisted = model.generate(prompt[:1], assistant_model=assistant, **settings)
+    assert torch.equal(assisted, greedy[:1])
+
+
+def test_seq2seq_base_model_and_head_load_each_other(tmp_path):
+    """`SynthesizerSeq2SeqModel` is the head's `model` (as BartModel under BartForConditionalGeneration)."""
+    lm = seq2seq("random+dot", "random")
+    source, target = torch.randint(3, 99, (2, 7)), torch.randint(3, 99, (2, 5))
+    with torch.no_grad():
+        states = lm.model(source, decoder_input_ids=target).last_hidden_state
+        logits = lm(source, decoder_input_ids=target).logits
+    torch.testing.assert_close(lm.lm_head(states), logits)
+    assert lm.base_model is lm.model and lm.get_encoder() is lm.model.encoder
+    lm.save_pretrained(tmp_path / "lm")
+    base, info = SynthesizerSeq2SeqModel.from_pretrained(tmp_path / "lm", output_loading_info=True)
+    assert not info["missing_keys"]
+    with torch.no_grad():
+        torch.testing.assert_close(base.eval()(source, decoder_input_ids=target).last_hidden_state, states)
+    base.save_pretrained(tmp_path / "base")
+    head, info = SynthesizerForSeq2SeqLM.from_pretrained(tmp_path / "base", output_loading_info=True)
+    assert set(info["missing_keys"]) <= {"lm_head.weight"}  # tied to the shared embeddings
+    with torch.no_grad():
+        torch.testing.assert_close(head.eval()(source, decoder_input_ids=target).logits, logits)
+
+
+def test_seq2seq_checkpoint_of_the_earlier_layout_loads(tmp_path):
+    """Checkpoints saved before the base model existed (`encoder.`, `decoder.`, `shared.` at the top) load."""
+    lm = seq2seq("factorized_random+dot", "dense")
+    lm.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    save_file({k.removeprefix("model."): v for k, v in tensors.items()}, tmp_path / "model.safetensors")
+    reloaded, info = SynthesizerForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    source, target = torch.randint(3, 99, (2, 7)), torch.randint(3, 99, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reloaded.eval()(source, decoder_input_ids=target).logits,
+            lm(source, decoder_input_ids=target).logits,
+        )
 
 
 def test_seq2seq_loss_ignores_minus_100_and_does_not_shift_labels():
@@ -237,6 +321,21 @@ def test_seq2seq_trainer_learns_a_copy_task_with_generation(tmp_path):
     assert losses[-1] < 0.7 * losses[0]
     predictions = trainer.predict(data.select(range(16))).predictions
     assert predictions.shape[0] == 16
+
+
+def test_causal_lm_loss_takes_pre_shifted_labels():
+    """`shift_labels` (sequence/context parallelism shifts before sharding) are used as given, without a shift."""
+    model = causal_lm("random+dot")
+    ids = torch.randint(3, 99, (2, 9))
+    shifted = torch.nn.functional.pad(ids[:, 1:], (0, 1), value=-100)
+    with torch.no_grad():
+        from_labels = model(ids, labels=ids).loss
+        from_shifted = model(ids, shift_labels=shifted).loss
+        ignoring_labels = model(ids, labels=torch.randint(3, 99, (2, 9)), shift_labels=shifted).loss
+        other_targets = model(ids, shift_labels=torch.randint(3, 99, (2, 9))).loss
+    torch.testing.assert_close(from_shifted, from_labels)
+    torch.testing.assert_close(ignoring_labels, from_labels)
+    assert not torch.allclose(other_targets, from_labels)
 
 
 def test_trainer_trains_the_causal_lm(tmp_path):

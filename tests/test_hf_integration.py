@@ -175,7 +175,7 @@ def test_the_model_code_needs_no_training_or_plotting_library():
             assert roots <= declared | sys.stdlib_module_names, (suffix, roots)
 
 
-CORE_MODULES = ["", ".configuration_synthesizer", ".modeling_synthesizer", ".synthesizers"]
+CORE_MODULES = ["", ".caching", ".configuration_synthesizer", ".modeling_synthesizer", ".synthesizers"]
 
 
 def make_tokenizer(tmp_path) -> PreTrainedTokenizerFast:

@@ -28,6 +28,7 @@ from .modeling_synthesizer import (
     SynthesizerForTokenClassification,
     SynthesizerModel,
     SynthesizerPreTrainedModel,
+    SynthesizerSeq2SeqModel,
 )
 
 AUTO_CLASSES = {
@@ -63,4 +64,5 @@ __all__ = [
     "SynthesizerForTokenClassification",
     "SynthesizerModel",
     "SynthesizerPreTrainedModel",
+    "SynthesizerSeq2SeqModel",
 ]

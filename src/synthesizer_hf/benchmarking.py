@@ -38,6 +38,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
+from .caching import cache_storage_bytes
 from .configuration_synthesizer import SynthesizerConfig
 from .modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM, output_cache
 
@@ -421,8 +422,7 @@ def cache_bytes_per_token(model: PreTrainedModel, batch: dict[str, torch.Tensor]
         cache = output_cache(
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=True)
         )
-    tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
-    return sum(t.nbytes for t in tensors) / batch["input_ids"].numel()
+    return cache_storage_bytes(cache) / batch["input_ids"].numel()
 
 
 def measure_decoding(size: str, settings: Settings) -> list[dict[str, Any]]:

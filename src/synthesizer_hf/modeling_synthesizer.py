@@ -32,6 +32,7 @@ from transformers.modeling_outputs import (
     MultipleChoiceModelOutput,
     QuestionAnsweringModelOutput,
     Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -41,6 +42,7 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .caching import update_value_only
 from .configuration_synthesizer import SynthesizerConfig
 from .synthesizers import SYNTHESIZERS, Positions, SynthesizedLogits, combine_logits, split_heads
 
@@ -175,9 +177,9 @@ def additive_attention_mask(
 class SynthesizerEmbeddings(nn.Module):
     """Token + learned absolute position (+ token type) embeddings, LayerNorm and dropout."""
 
-    def __init__(self, config: SynthesizerConfig, word_embeddings: nn.Embedding | None = None):
+    def __init__(self, config: SynthesizerConfig):
         super().__init__()
-        self.word_embeddings = word_embeddings or nn.Embedding(
+        self.word_embeddings = nn.Embedding(
             config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
@@ -309,17 +311,16 @@ class SynthesizerSelfAttention(nn.Module):
         batch, length, _ = hidden_states.shape
         value = split_heads(self.value(hidden_states), self.num_heads)
         token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
-        widths = [k.shape[-1] for k in token_keys]
-        # Layers without token-dependent keys cache only values, plus a one-number-per-token placeholder key
-        # (the cache measures its length on the keys and treats an empty tensor as an empty cache).
-        keys = torch.cat(token_keys, dim=-1) if token_keys else value.new_zeros(batch, 1, length, 1)
-        if cache is not None:
-            if isinstance(cache, EncoderDecoderCache):
-                cache = cache.self_attention_cache
-            keys, value = cache.update(keys, value, self.layer_idx)
-        keys_by_component = (
-            dict(zip(self.token_key_components, keys.split(widths, dim=-1))) if token_keys else {}
-        )
+        keys_by_component = {}
+        if token_keys:
+            keys = torch.cat(token_keys, dim=-1)
+            if cache is not None:
+                self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+                keys, value = self_cache.update(keys, value, self.layer_idx)
+            widths = [k.shape[-1] for k in token_keys]
+            keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
+        elif cache is not None:  # no token-dependent keys: the cache keeps values only
+            value = update_value_only(cache, value, self.layer_idx)
 
         exponentials = self.batch_shared_exponentials(hidden_states, positions)
         if exponentials is not None:
@@ -466,8 +467,30 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         return self.output_layer_norm(hidden_states + self.dropout(feed_forward))
 
 
-# Task heads that are legitimately new when a checkpoint of another head is loaded (MLM -> classifier).
-HEAD_PREFIXES = ("classifier.", "qa_outputs.", "lm_head.", "synthesizer.pooler.")
+def attention_layers_of_another_variant(
+    model: nn.Module, missing_keys: list[str], unexpected_keys: list[str]
+) -> list[str]:
+    """Layers whose checkpoint holds self-attention weights, but not those of the model's synthesizers.
+
+    A layer with none of its attention weights in the checkpoint (a weightless or partial checkpoint) is not
+    one: its weights are simply missing.
+    """
+    missing, mismatched = set(missing_keys), []
+    layers: dict[str, set[str]] = {}
+    for key in model.state_dict():
+        if ".self_attn." in key:
+            layers.setdefault(key.split(".self_attn.")[0], set()).add(key)
+    # unexpected keys keep the checkpoint's naming, which may lack the head's prefix or have one more
+    unexpected_layers = {key.split(".self_attn.")[0] for key in unexpected_keys if ".self_attn." in key}
+    for layer, keys in layers.items():
+        absent = keys & missing
+        foreign = any(
+            layer == other or layer.endswith("." + other) or other.endswith("." + layer)
+            for other in unexpected_layers
+        )
+        if foreign or (absent and keys - absent):
+            mismatched.append(layer)
+    return mismatched
 
 
 class SynthesizerPreTrainedModel(PreTrainedModel):
@@ -489,22 +512,21 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, but a checkpoint whose attention layers do not fit the config
-        (another variant or mixture) is an error, not randomly initialised synthesizers and a warning.
-        Heads that are new for the task (a classifier on an MLM checkpoint) still load as usual.
+        """`PreTrainedModel.from_pretrained`, but a checkpoint whose attention layers hold the weights of another
+        variant or mixture (a `random` checkpoint loaded as `dense`, a mixture as one of its components) is an
+        error, not randomly initialised synthesizers and a warning. Any other missing weight follows the
+        transformers contract: initialised, listed in the loading info and logged.
         """
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         if not kwargs.get("ignore_mismatched_sizes", False):
-            missing = sorted(k for k in info["missing_keys"] if not k.startswith(HEAD_PREFIXES))
-            unexpected = sorted(k for k in info["unexpected_keys"] if ".self_attn." in k)
-            if missing or unexpected:
+            layers = attention_layers_of_another_variant(model, info["missing_keys"], info["unexpected_keys"])
+            if layers:
                 raise ValueError(
-                    f"The checkpoint does not match this model (attention_type="
-                    f"{model.config.attention_type!r}): missing {missing[:4]}"
-                    f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
-                    f"{' ...' if len(unexpected) > 4 else ''}. Load it with the config it was saved with, "
-                    "or pass ignore_mismatched_sizes=True to initialise the differing weights anew."
+                    f"The checkpoint does not match this model (attention_type={model.config.attention_type!r}): "
+                    f"the self-attention of {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''} holds "
+                    "weights of another attention variant. Load it with the config it was saved with, or pass "
+                    "ignore_mismatched_sizes=True to initialise the differing weights anew."
                 )
         return (model, info) if wants_info else model
 
@@ -529,17 +551,19 @@ def compute_positions(
 ) -> Positions:
     """Positions of the current queries and all keys.
 
-    In a decoder with left padding, a token's position counts only the real tokens before it
-    (`cumsum(attention_mask) - 1`), so a left-padded prompt sees the same synthesized rows and position
-    embeddings as the same prompt alone. Encoders use the sequence index, as BERT does.
+    Given `position_ids` (and no cache) they are the positions of every token, queries and keys alike. In a
+    decoder with padding before a real token (left or inner padding), a token's position otherwise counts only
+    the real tokens before it (`cumsum(attention_mask) - 1`), so a padded prompt sees the same synthesized
+    rows and position embeddings as the same prompt alone. Encoders use the sequence index, as BERT does.
     """
     key_length = past_length + query_length
     key_positions = None
-    if follow_padding and attention_mask is not None:
-        if torch.compiler.is_compiling() or not bool(attention_mask[:, 0].all()):  # left padding present
-            key_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    elif position_ids is not None and past_length == 0:
+    if position_ids is not None and past_length == 0:
         key_positions = position_ids
+    elif follow_padding and attention_mask is not None:
+        mask = attention_mask.long()
+        if torch.compiler.is_compiling() or bool((mask[:, 1:] > mask[:, :-1]).any()):  # a token after padding
+            key_positions = (mask.cumsum(-1) - 1).clamp_min(0)
     if position_ids is None and key_positions is not None:
         position_ids = key_positions[:, past_length:]
     return Positions(past_length, query_length, key_length, query=position_ids, key=key_positions)
@@ -552,10 +576,9 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         self,
         config: SynthesizerConfig,
         add_pooling_layer: bool = True,
-        word_embeddings: nn.Embedding | None = None,
     ):
         super().__init__(config)
-        self.embeddings = SynthesizerEmbeddings(config, word_embeddings)
+        self.embeddings = SynthesizerEmbeddings(config)
         self.layers = nn.ModuleList(
             SynthesizerLayer(config, components, idx)
             for idx, components in enumerate(config.layer_attention_types())
@@ -618,11 +641,10 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
     def __init__(
         self,
         config: SynthesizerConfig,
-        word_embeddings: nn.Embedding | None = None,
         cross_attention: bool = False,
     ):
         super().__init__(config)
-        self.embeddings = SynthesizerEmbeddings(config, word_embeddings)
+        self.embeddings = SynthesizerEmbeddings(config)
         # In an encoder-decoder the decoder has its own attention types; a decoder-only LM uses the main ones.
         layer_types = config.layer_attention_types(decoder=cross_attention)
         self.layers = nn.ModuleList(
@@ -1033,8 +1055,11 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         logits_to_keep: int = 0,
         past_key_values: Cache | None = None,
+        shift_labels: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithCrossAttentions:
+        """`labels` are shifted inside (token t predicts t + 1); `shift_labels`, if given, are the targets
+        already aligned with the logits, as sequence and context parallelism pass them, and take precedence."""
         outputs = self.synthesizer(
             input_ids,
             attention_mask=attention_mask,
@@ -1049,7 +1074,10 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
             hidden_states = hidden_states[:, -logits_to_keep:]
         logits = self.lm_head(hidden_states)
         loss = None
-        if labels is not None:
+        if shift_labels is not None:  # already aligned with the logits (sequence/context parallel shards)
+            check_labels(shift_labels, logits.shape[:2], "language-model shift_labels")
+            loss = token_cross_entropy(logits, shift_labels)
+        elif labels is not None:
             check_labels(labels, logits.shape[:2], "language-model")
             loss = token_cross_entropy(logits[:, :-1], labels[:, 1:])
         return CausalLMOutputWithCrossAttentions(
@@ -1061,29 +1089,31 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         )
 
 
-class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
-    """Encoder-decoder Synthesizer (BART-like post-LN layout, shared embeddings, tied LM head).
+def use_as_encoder_decoder(config: SynthesizerConfig) -> None:
+    """Mark the config as an encoder-decoder's; the decoder starts from the pad token unless told otherwise."""
+    config.is_encoder_decoder = True
+    if config.decoder_start_token_id is None:
+        config.decoder_start_token_id = config.pad_token_id
 
-    Encoder self-attention uses `attention_type`, decoder self-attention `decoder_attention_type`;
-    cross-attention is dot-product. The loss is computed here (labels are NOT shifted: the decoder
-    inputs are the labels shifted right, as in T5/BART).
-    """
 
+class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
+    """The encoder-decoder without a head (as `BartModel`): shared embeddings, a `SynthesizerModel` encoder
+    with `attention_type` and a `SynthesizerDecoder` with `decoder_attention_type` and dot-product
+    cross-attention. Returns the decoder states and the encoder outputs."""
+
+    base_model_prefix = "model"  # what the LM head calls it, so that either loads the other's checkpoint
     _tied_weights_keys = {
         "encoder.embeddings.word_embeddings.weight": "shared.weight",
         "decoder.embeddings.word_embeddings.weight": "shared.weight",
-        "lm_head.weight": "shared.weight",
     }
 
     def __init__(self, config: SynthesizerConfig):
-        config.is_encoder_decoder = True
-        if config.decoder_start_token_id is None:
-            config.decoder_start_token_id = config.pad_token_id
+        use_as_encoder_decoder(config)
         super().__init__(config)
         self.shared = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.encoder = SynthesizerModel(config, add_pooling_layer=False, word_embeddings=self.shared)
-        self.decoder = SynthesizerDecoder(config, word_embeddings=self.shared, cross_attention=True)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # their token embeddings are tied to `shared` by `_tied_weights_keys`, as in BART
+        self.encoder = SynthesizerModel(config, add_pooling_layer=False)
+        self.decoder = SynthesizerDecoder(config, cross_attention=True)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -1094,6 +1124,93 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         self.encoder.set_input_embeddings(value)
         self.decoder.set_input_embeddings(value)
 
+    def get_encoder(self):
+        return self.encoder
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Seq2SeqModelOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=select_cache(cache, past_key_values),
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            **{CACHE_ARGUMENT: output_cache(decoder_outputs)},
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder Synthesizer LM: `SynthesizerSeq2SeqModel` (BART-like post-LN layout) and an LM head
+    tied to the shared embeddings.
+
+    Encoder self-attention uses `attention_type`, decoder self-attention `decoder_attention_type`;
+    cross-attention is dot-product. The loss is computed here (labels are NOT shifted: the decoder
+    inputs are the labels shifted right, as in T5/BART).
+    """
+
+    base_model_prefix = "model"
+    _tied_weights_keys = {
+        "model.encoder.embeddings.word_embeddings.weight": "model.shared.weight",
+        "model.decoder.embeddings.word_embeddings.weight": "model.shared.weight",
+        "lm_head.weight": "model.shared.weight",
+    }
+    # checkpoints saved before the base model existed hold `shared.`, `encoder.`, `decoder.` at the top
+    _earlier_layout = {r"^(shared|encoder|decoder)\.": r"model.\1."}
+
+    def __init__(self, config: SynthesizerConfig):
+        use_as_encoder_decoder(config)  # before the generation config is derived from it
+        super().__init__(config)
+        self.model = SynthesizerSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """Also loads checkpoints of the earlier layout (no `model.` prefix)."""
+        kwargs.setdefault("key_mapping", cls._earlier_layout)
+        return super().from_pretrained(*args, **kwargs)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
     def get_output_embeddings(self):
         return self.lm_head
 
@@ -1101,7 +1218,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     def get_encoder(self):
-        return self.encoder
+        return self.model.encoder
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.shift_right(labels)
@@ -1132,36 +1249,32 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.shift_right(labels)
-        decoder_outputs = self.decoder(
-            decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            inputs_embeds=decoder_inputs_embeds,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
             cache=select_cache(cache, past_key_values),
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(decoder_outputs.last_hidden_state)
+        logits = self.lm_head(outputs.last_hidden_state)
         loss = token_cross_entropy(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
-            **{CACHE_ARGUMENT: output_cache(decoder_outputs)},
+            **{CACHE_ARGUMENT: output_cache(outputs)},
             loss=loss,
             logits=logits,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
         )
 
 
@@ -1176,4 +1289,5 @@ __all__ = [
     "SynthesizerForTokenClassification",
     "SynthesizerModel",
     "SynthesizerPreTrainedModel",
+    "SynthesizerSeq2SeqModel",
 ]
