@@ -377,7 +377,9 @@ def build_model(
 
 def load_pretrained_for_task(path: Path, data: PreparedData, max_length: int) -> PreTrainedModel:
     """A saved (MLM) model with a fresh head for `data.task`, through the fine-tuning helper of training.py."""
-    args = SimpleNamespace(from_scratch=False, model_name_or_path=str(path), max_seq_length=max_length)
+    args = SimpleNamespace(
+        from_scratch=False, init_from_bert=None, model_name_or_path=str(path), max_seq_length=max_length
+    )
     return load_task_model(get_task(data.task), args, data.tokenizer)
 
 

@@ -91,6 +91,15 @@ class Synthesizer(nn.Module):
     def reset_synthesizer_parameters(self, config: SynthesizerConfig) -> None:
         """Initialise raw Parameters (Linear layers are initialised by the PreTrainedModel)."""
 
+    def start_with_zero_logits(self) -> None:
+        """Make the logits exactly zero while keeping them trainable: zero the factor nearest the output, whose
+        gradient is then non-zero at once (the factors behind it get gradients from the second step on).
+
+        Added to a trained attention layer (a warm start from dot-product attention), such a synthesizer
+        changes nothing at first and learns from there.
+        """
+        raise ValueError(f"{type(self).__name__} has no zero-logit start that still learns.")
+
 
 class DotProductSynthesizer(Synthesizer):
     """Standard attention: S = (X W_Q)(X W_K)^T / sqrt(d_h)."""
@@ -122,6 +131,11 @@ class SymmetricDotProductSynthesizer(Synthesizer):
     def token_keys(self, hidden_states):
         return split_heads(self.query(hidden_states), self.num_heads)
 
+    def start_with_zero_logits(self):
+        raise ValueError(
+            "symmetric_dot cannot start with zero logits and still learn: S = Q Q^T has a zero gradient at Q = 0."
+        )
+
     def current_queries(self, hidden_states, keys):
         """The queries equal the keys of the current tokens: the last `query_length` cached keys."""
         return keys[:, :, keys.shape[2] - hidden_states.shape[1] :]
@@ -144,6 +158,9 @@ class PairwiseDotProductSynthesizer(SymmetricDotProductSynthesizer):
 
     def reset_synthesizer_parameters(self, config):
         init.normal_(self.pairwise_coefficients, mean=0.0, std=config.pairwise_initializer_range)
+
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.pairwise_coefficients)
 
 
 class LengthBoundSynthesizer(Synthesizer):
@@ -182,12 +199,18 @@ class RandomSynthesizer(LengthBoundSynthesizer):
     def reset_synthesizer_parameters(self, config):
         init.normal_(self.random_logits, mean=0.0, std=config.synthesizer_initializer_range)
 
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.random_logits)
+
 
 class FixedRandomSynthesizer(RandomSynthesizer):
     """Fixed random synthesizer: R stays at its initial value (a buffer, still saved in the checkpoint)."""
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config, trainable=False)
+
+    def start_with_zero_logits(self):
+        raise ValueError("fixed_random cannot start with zero logits and still learn: its R is frozen.")
 
 
 class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
@@ -210,6 +233,9 @@ class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
     def reset_synthesizer_parameters(self, config):
         init.normal_(self.random_query_factors, mean=0.0, std=config.synthesizer_initializer_range)
         init.normal_(self.random_key_factors, mean=0.0, std=config.synthesizer_initializer_range)
+
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.random_key_factors)  # R2 = 0; R1 keeps its random init
 
 
 class DenseSynthesizer(LengthBoundSynthesizer):
@@ -241,6 +267,10 @@ class DenseSynthesizer(LengthBoundSynthesizer):
     def reset_synthesizer_parameters(self, config):
         init.normal_(self.position_weights, mean=0.0, std=config.initializer_range)
         init.zeros_(self.position_bias)
+
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.position_weights)  # W2 = 0 and b2 = 0; W1 keeps its init
+        nn.init.zeros_(self.position_bias)
 
 
 class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
@@ -285,6 +315,10 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
             init.normal_(weight, mean=0.0, std=config.initializer_range)
         for bias in (self.bias_a, self.bias_b):
             init.zeros_(bias)
+
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.weight_b)  # B = 0, so every A[j // b] * B[j % b] is 0
+        nn.init.zeros_(self.bias_b)
 
 
 SYNTHESIZERS: dict[str, type[Synthesizer]] = {

@@ -51,6 +51,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import __version__
+from .bert_warm_start import bert_tokenizer, from_bert
 from .configuration_synthesizer import SynthesizerConfig
 from .metrics import benchmark_average, compute_task_metrics
 from .modeling_synthesizer import (
@@ -58,6 +59,7 @@ from .modeling_synthesizer import (
     SynthesizerForMultipleChoice,
     SynthesizerForSeq2SeqLM,
     SynthesizerForSequenceClassification,
+    SynthesizerPreTrainedModel,
 )
 from .tasks import TASKS, TaskSpec, get_task, load_task, write_test_predictions
 from .tokenization import iter_text_files, train_tokenizer
@@ -108,6 +110,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, seq2seq: bool = False) 
         help="L of the length-bound synthesizers (default: --max_seq_length, the longest input they accept).",
     )
     group.add_argument("--dropout", type=float, default=0.1, help="Hidden and attention dropout.")
+
+
+def add_bert_argument(group: argparse._ActionsContainer) -> None:
+    """`--init_from_bert`: a warm start from a saved BERT (`synthesizer_hf.bert_warm_start.from_bert`)."""
+    group.add_argument(
+        "--init_from_bert",
+        metavar="PATH",
+        default=None,
+        help="Start from this saved BERT folder, converted with --attention_type (with `dot` or a mixture "
+        "such as random+dot the model starts out computing what the BERT computes) and with its tokenizer. "
+        "The sizes and dropouts are BERT's; --synthesizer_length (default --max_seq_length) still applies.",
+    )
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser, **defaults: Any) -> None:
@@ -213,6 +227,8 @@ def build_pretraining_parser(objective: str, description: str | None = None) -> 
         data.add_argument("--noise_density", type=float, default=0.15, help="Fraction of tokens corrupted.")
         data.add_argument("--mean_noise_span_length", type=float, default=3.0, help="Mean corrupted span.")
     add_model_arguments(parser, seq2seq=objective == "span")
+    if objective == "mlm":
+        add_bert_argument(parser)
     add_trainer_arguments(
         parser, max_steps=1000, learning_rate=5e-4, warmup_steps=0.06, logging_steps=50, eval_steps=500
     )
@@ -241,6 +257,7 @@ def build_tasks_parser(description: str | None = None) -> argparse.ArgumentParse
     model.add_argument(
         "--from_scratch", action="store_true", help="Randomly initialised model (needs --tokenizer)."
     )
+    add_bert_argument(model)
     parser.add_argument("--tokenizer", default=None, help="Tokenizer folder (default: the model's).")
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--max_train_samples", type=int, default=None, help="Quick runs: first N examples.")
@@ -276,6 +293,11 @@ def parse_args(
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", script, *argv])
+    if getattr(args, "init_from_bert", None):
+        if args.tokenizer:
+            parser.error("--init_from_bert uses the tokenizer of the BERT folder: drop --tokenizer")
+        if getattr(args, "text_to_text", False):
+            parser.error("--init_from_bert converts an encoder: it cannot be combined with --text_to_text")
     if getattr(args, "tasks", None) is not None:
         for name in args.tasks:
             try:
@@ -458,6 +480,17 @@ def build_config(
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
         **extra,
+    )
+
+
+def bert_warm_start(args: argparse.Namespace, head: str, **config: Any) -> SynthesizerPreTrainedModel:
+    """The --init_from_bert model with --attention_type; L defaults to --max_seq_length, as from scratch."""
+    return from_bert(
+        args.init_from_bert,
+        head=head,
+        attention_type=attention_spec(args.attention_type),
+        synthesizer_length=args.synthesizer_length or args.max_seq_length,
+        **config,
     )
 
 
@@ -801,7 +834,8 @@ def perplexity(loss: float) -> float:
 
 
 def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
-    """MLM or span-corruption pretraining from scratch; returns the final evaluation metrics.
+    """MLM or span-corruption pretraining from scratch (MLM also from a BERT, --init_from_bert); returns the
+    final evaluation metrics.
 
     Writes to `args.output_dir`: the model (safetensors) and tokenizer, `checkpoint-N/` folders,
     `eval_results.json` (eval loss and perplexity) and `run_info.json` (command, data, sizes, timings).
@@ -821,7 +855,11 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     set_seed(args.seed)
 
     train_texts, validation_texts = load_pretraining_texts(args)
-    tokenizer = prepare_tokenizer(args, train_texts, output_dir, training_args)
+    init_from_bert = getattr(args, "init_from_bert", None)  # a flag of the MLM parser only
+    if init_from_bert:
+        tokenizer = bert_tokenizer(init_from_bert)
+    else:
+        tokenizer = prepare_tokenizer(args, train_texts, output_dir, training_args)
     if args.objective == "mlm":
         block_length, wrap = args.max_seq_length - 2, True
         collator = DataCollatorForReproducibleMLM(
@@ -845,7 +883,9 @@ def run_pretraining(args: argparse.Namespace) -> dict[str, Any]:
     )
     train, validation = split_blocks(train, validation, args)
 
-    if args.objective == "mlm":
+    if init_from_bert:
+        model = bert_warm_start(args, "mlm", sparse_prediction=True)
+    elif args.objective == "mlm":
         # Vocabulary logits only at the masked positions while training: the output layer dominates the cost
         # of small models, and 85% of its work would be thrown away.
         model = SynthesizerForMaskedLM(build_config(args, tokenizer, sparse_prediction=True))
@@ -993,7 +1033,8 @@ def metrics_function(
 def load_task_model(
     spec: TaskSpec, args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase
 ) -> PreTrainedModel:
-    """A pretrained checkpoint with a new head for the task, or a model from scratch (--from_scratch)."""
+    """A pretrained checkpoint with a new head for the task, a model from scratch (--from_scratch) or one
+    converted from a BERT checkpoint (--init_from_bert)."""
     labels = dict(enumerate(spec.label_names))
     head_kwargs: dict[str, Any] = {}
     if spec.problem_type == "classification":
@@ -1012,6 +1053,10 @@ def load_task_model(
             SynthesizerForMultipleChoice if multiple_choice else SynthesizerForSequenceClassification
         )
         return model_class(config)
+    if args.init_from_bert:
+        return bert_warm_start(
+            args, "multiple_choice" if multiple_choice else "sequence_classification", **head_kwargs
+        )
     auto_class = AutoModelForMultipleChoice if multiple_choice else AutoModelForSequenceClassification
     model = auto_class.from_pretrained(args.model_name_or_path, **head_kwargs)
     if args.max_seq_length > model.config.max_position_embeddings:
@@ -1097,7 +1142,7 @@ def write_task_records(
             "script": "run_glue",
             "objective": f"fine-tuning on {spec.name} ({'text-to-text' if args.text_to_text else spec.problem_type})",
             "task": spec.name,
-            "base_model": args.model_name_or_path or "from scratch",
+            "base_model": base_model(args),
             "command": args.command,
             "arguments": {k: v for k, v in vars(args).items() if k != "command"},
             "train_steps": trainer.state.global_step,
@@ -1106,6 +1151,13 @@ def write_task_records(
             "environment": environment_info(),
         },
     )
+
+
+def base_model(args: argparse.Namespace) -> str:
+    """What a fine-tuning run started from, for its records and the model card."""
+    if args.init_from_bert:
+        return f"{args.init_from_bert} (converted from BERT)"
+    return args.model_name_or_path or "from scratch"
 
 
 def _cap_samples(raw: datasets.DatasetDict, args: argparse.Namespace) -> datasets.DatasetDict:
@@ -1176,12 +1228,15 @@ def run_tasks(args: argparse.Namespace) -> dict[str, Any]:
 
     Returns `{"tasks": {task: metrics}, "scores": {task: score, "glue_average": ...}, ...}`.
     """
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model_name_or_path)
+    if args.init_from_bert:
+        tokenizer = bert_tokenizer(args.init_from_bert)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model_name_or_path)
     results = {name: run_task(name, args, tokenizer) for name in args.tasks}
     scores = benchmark_average(results)
     summary = {
         "command": args.command,
-        "model": args.model_name_or_path or "from scratch",
+        "model": base_model(args),
         "tasks": results,
         "scores": scores,
         "environment": environment_info(),
