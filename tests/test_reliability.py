@@ -32,8 +32,9 @@ from synthesizer_hf import (
     SynthesizerForTokenClassification,
     SynthesizerModel,
 )
-from synthesizer_hf.configuration_synthesizer import ATTENTION_COMPONENTS
+from synthesizer_hf.configuration_synthesizer import ATTENTION_COMPONENTS, POSITIVE_FIELDS
 from synthesizer_hf.modeling_synthesizer import additive_attention_mask
+from synthesizer_hf.synthesizers import SYNTHESIZERS
 
 SETTINGS = settings(
     max_examples=40,
@@ -269,9 +270,15 @@ def invalid_configs(draw):
         if a * b == length:
             b += 1
         kwargs["factorized_dense_a"], kwargs["factorized_dense_b"] = a, b
+        kwargs["attention_type"] = draw(
+            st.sampled_from(["factorized_dense", "FD+V", "random+factorized_dense"])
+        )
         return kwargs, "factorized_dense_a \\* factorized_dense_b"
     if fault == "rank_too_large":
         kwargs["factorized_random_rank"] = length + draw(st.integers(1, 5))
+        kwargs["attention_type"] = draw(
+            st.sampled_from(["factorized_random", "FR+V", "dense+factorized_random"])
+        )
         return kwargs, "factorized_random_rank"
     if fault == "heads_do_not_divide_hidden":
         kwargs["num_attention_heads"] = draw(st.sampled_from([3, 5, 7]))
@@ -279,6 +286,7 @@ def invalid_configs(draw):
         return kwargs, "num_attention_heads"
     if fault == "heads_do_not_divide_dense_hidden":
         kwargs["dense_synthesizer_hidden_size"] = heads * draw(st.integers(1, 3)) + 1
+        kwargs["attention_type"] = draw(st.sampled_from(["dense", "D+V", "factorized_dense"]))
         return kwargs, "dense_synthesizer_hidden_size"
     if fault == "per_layer_list_length":
         wrong = draw(st.integers(0, 4).filter(lambda n: n != layers))
@@ -290,7 +298,34 @@ def invalid_configs(draw):
         return kwargs, "decoder_attention_type"
     kwargs["synthesizer_length"] = max_positions + draw(st.integers(1, 8))
     kwargs.pop("factorized_random_rank")
+    kwargs["attention_type"] = draw(st.sampled_from(["random", "R+V", "fixed_random", "dense"]))
     return kwargs, "synthesizer_length"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(max_position_embeddings=4),  # the default factorized_random_rank 8 exceeds L = 4
+        dict(factorized_dense_a=3, factorized_dense_b=3),
+        dict(dense_synthesizer_hidden_size=7),
+    ],
+)
+@pytest.mark.parametrize("attention_type", ["random", "dot", "symmetric_dot+random"])
+def test_fields_of_synthesizers_not_in_use_are_not_constrained(fields, attention_type):
+    """Only the synthesizers a config uses check their fields (their sizes must still be positive)."""
+    SynthesizerConfig(attention_type=attention_type, hidden_size=32, num_attention_heads=4, **fields)
+    with pytest.raises(ValueError, match="factorized_random_rank"):
+        SynthesizerConfig(attention_type=attention_type, factorized_random_rank=0)
+
+
+def test_the_config_names_are_the_registry():
+    """Every name, alias and size check comes from the synthesizer classes."""
+    assert tuple(SYNTHESIZERS) == ATTENTION_COMPONENTS
+    for name, cls in SYNTHESIZERS.items():
+        assert cls.name == name and cls.paper_name and cls.logits and cls.summary
+        for alias in cls.aliases:
+            assert SynthesizerConfig(attention_type=alias.upper()).attention_type == name
+        assert set(cls.config_fields) <= set(POSITIVE_FIELDS)
 
 
 @SETTINGS
@@ -335,7 +370,7 @@ def test_seq2seq_with_more_decoder_than_encoder_layers(use):
     ],
 )
 def test_invalid_override_in_from_pretrained_is_a_value_error(tmp_path, override, field):
-    tiny_config("dot").save_pretrained(tmp_path)
+    tiny_config("factorized_random+dot").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=field):
         SynthesizerConfig.from_pretrained(tmp_path, **override)
 

@@ -42,7 +42,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .configuration_synthesizer import LENGTH_BOUND_COMPONENTS, SynthesizerConfig
+from .configuration_synthesizer import SynthesizerConfig
 from .modeling_synthesizer import (
     SynthesizerForMaskedLM,
     SynthesizerForMultipleChoice,
@@ -51,6 +51,7 @@ from .modeling_synthesizer import (
     SynthesizerPreTrainedModel,
     SynthesizerSelfAttention,
 )
+from .synthesizers import SYNTHESIZERS
 
 logger = logging.getLogger(__name__)
 
@@ -289,10 +290,8 @@ def bert_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
 
 def longest_input(config: SynthesizerConfig) -> int:
     """The longest input the model accepts: L with a length-bound synthesizer, else the position table."""
-    components = {name for layer in config.layer_attention_types() for name in layer}
-    return (
-        config.synthesizer_length if components & LENGTH_BOUND_COMPONENTS else config.max_position_embeddings
-    )
+    length_bound = any(SYNTHESIZERS[name].length_bound for name in config.components_in_use())
+    return config.synthesizer_length if length_bound else config.max_position_embeddings
 
 
 def convert_bert_folder(

@@ -13,42 +13,15 @@ import dataclasses
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-# Canonical component names, in the order the docs present them.
-ATTENTION_COMPONENTS = (
-    "dot",
-    "symmetric_dot",
-    "pairwise_dot",
-    "random",
-    "fixed_random",
-    "factorized_random",
-    "dense",
-    "factorized_dense",
-)
+from .synthesizers import SYNTHESIZERS
 
-# Paper abbreviations (Tables 2-6) and common spellings, matched case-insensitively.
-ATTENTION_ALIASES = {
-    "v": "dot",
-    "vanilla": "dot",
-    "dot_product": "dot",
-    "transformer": "dot",
-    "r": "random",
-    "fix": "fixed_random",
-    "fixed": "fixed_random",
-    "fr": "factorized_random",
-    "d": "dense",
-    "fd": "factorized_dense",
-    "symmetric": "symmetric_dot",
-    "pairwise": "pairwise_dot",
-}
+# Derived from the synthesizer registry: canonical names in the order the docs present them, and the
+# paper's abbreviations (Tables 2-6) and other spellings, matched case-insensitively.
+ATTENTION_COMPONENTS = tuple(SYNTHESIZERS)
+ATTENTION_ALIASES = {alias: name for name, cls in SYNTHESIZERS.items() for alias in cls.aliases}
 
-# Components whose logits depend on two tokens, so their keys come from the hidden states (and are cached).
-TOKEN_KEY_COMPONENTS = frozenset({"dot", "symmetric_dot", "pairwise_dot"})
-# Components that need a synthesizer length L (their parameters have one entry per position).
-LENGTH_BOUND_COMPONENTS = frozenset(
-    {"random", "fixed_random", "factorized_random", "dense", "factorized_dense"}
-)
-
-
+# Sizes that must be positive integers: the model's, and every synthesizer's (checked whichever is used:
+# the defaults derived from them divide by them).
 POSITIVE_FIELDS = (
     "vocab_size",
     "hidden_size",
@@ -58,11 +31,7 @@ POSITIVE_FIELDS = (
     "max_position_embeddings",
     "type_vocab_size",
     "num_decoder_layers",
-    "synthesizer_length",
-    "factorized_random_rank",
-    "factorized_dense_a",
-    "factorized_dense_b",
-    "dense_synthesizer_hidden_size",
+    *dict.fromkeys(field for cls in SYNTHESIZERS.values() for field in cls.config_fields),
 )
 
 
@@ -239,29 +208,6 @@ class SynthesizerConfig(PreTrainedConfig):
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
-        if self.dense_synthesizer_hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"dense_synthesizer_hidden_size ({self.dense_synthesizer_hidden_size}) must be divisible by "
-                f"num_attention_heads ({self.num_attention_heads})."
-            )
-        if self.synthesizer_length < 1:
-            raise ValueError(f"synthesizer_length must be >= 1, got {self.synthesizer_length}.")
-        if self.synthesizer_length > self.max_position_embeddings:
-            raise ValueError(
-                f"synthesizer_length ({self.synthesizer_length}) cannot exceed max_position_embeddings "
-                f"({self.max_position_embeddings}): longer inputs have no position embedding."
-            )
-        if not 1 <= self.factorized_random_rank <= self.synthesizer_length:
-            raise ValueError(
-                f"factorized_random_rank (k={self.factorized_random_rank}) must be between 1 and "
-                f"synthesizer_length ({self.synthesizer_length})."
-            )
-        a, b = self.factorized_dense_a, self.factorized_dense_b
-        if a * b != self.synthesizer_length:
-            raise ValueError(
-                f"factorized_dense_a * factorized_dense_b must equal synthesizer_length "
-                f"({self.synthesizer_length}), got {a} * {b} = {a * b}."
-            )
         for field, num_layers in (
             ("attention_type", self.num_hidden_layers),
             ("decoder_attention_type", self.num_decoder_layers),
@@ -272,6 +218,13 @@ class SynthesizerConfig(PreTrainedConfig):
                     f"{field} lists {len(spec)} entries but the stack has {num_layers} layers: give one "
                     "string for all layers or exactly one entry per layer."
                 )
+        for name in self.components_in_use():  # only the synthesizers in use constrain their fields
+            SYNTHESIZERS[name].check_config(self)
+
+    def components_in_use(self) -> list[str]:
+        """The synthesizers of any layer, encoder or decoder, each once."""
+        layers = self.layer_attention_types() + self.layer_attention_types(decoder=True)
+        return list(dict.fromkeys(name for components in layers for name in components))
 
     def layer_attention_types(self, decoder: bool = False) -> list[tuple[str, ...]]:
         """Canonical component tuple of each layer of the encoder (or decoder) self-attention."""

@@ -22,61 +22,21 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from . import AUTO_CLASSES
 from . import modeling_synthesizer as modeling
-from .configuration_synthesizer import (
-    LENGTH_BOUND_COMPONENTS,
-    TOKEN_KEY_COMPONENTS,
-    SynthesizerConfig,
-    parse_attention_type,
-)
+from .configuration_synthesizer import SynthesizerConfig, parse_attention_type
+from .synthesizers import SYNTHESIZERS
 
 PathLike = str | os.PathLike
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "TEMPLATE.md"
 RUN_INFO_FILE = "run_info.json"
 EVAL_RESULTS_FILE = "eval_results.json"
 
-# name -> (paper name, one-line equation of the logits S_h(X), what it means)
+# name -> (paper name, one-line equation of the logits S_h(X), what it means), from the registry
 ATTENTION_VARIANTS: dict[str, tuple[str, str, str]] = {
-    "dot": (
-        "dot-product (V, the Transformer)",
-        "S(X) = (X W_Q)(X W_K)^T / sqrt(d_h)",
-        "token-token attention",
-    ),
-    "symmetric_dot": (
-        "symmetric dot-product (Courtois et al., 2024)",
-        "S(X) = (X W_Q)(X W_Q)^T / sqrt(d_h)",
-        "dot-product attention with keys = queries (no W_K)",
-    ),
-    "pairwise_dot": (
-        "pairwise-coefficient dot-product (Courtois et al., 2024)",
-        "S(X) = (X W_Q) P_h (X W_Q)^T / sqrt(d_h)",
-        "symmetric projection with a learned d_h x d_h matrix per head",
-    ),
-    "random": (
-        "Random Synthesizer (R)",
-        "S = R, R in R^{L x L} learned per head",
-        "attention weights that ignore the input: a learned global alignment per position",
-    ),
-    "fixed_random": (
-        "Fixed Random Synthesizer (Fix)",
-        "S = R, R in R^{L x L} drawn at initialisation and frozen",
-        "a random, untrained alignment per position",
-    ),
-    "factorized_random": (
-        "Factorized Random Synthesizer (FR)",
-        "S = R_1 R_2^T, R_1, R_2 in R^{L x k} learned per head",
-        "a low-rank learned alignment that ignores the input",
-    ),
-    "dense": (
-        "Dense Synthesizer (D)",
-        "S(X)_i = W_2 relu(W_1 x_i + b_1) + b_2 in R^L",
-        "each token predicts its attention row from itself alone, without looking at other tokens",
-    ),
-    "factorized_dense": (
-        "Factorized Dense Synthesizer (FD)",
-        "S(X)_i = H_a(A x_i) * H_b(B x_i), a * b = L (tiled outer product)",
-        "a dense synthesizer whose L outputs are the outer product of an a- and a b-vector",
-    ),
+    name: (cls.paper_name, f"S(X) = {cls.logits}", cls.summary) for name, cls in SYNTHESIZERS.items()
 }
+TOKEN_KEY_COMPONENTS = {name for name, cls in SYNTHESIZERS.items() if cls.uses_token_keys}
+LENGTH_BOUND_COMPONENTS = {name for name, cls in SYNTHESIZERS.items() if cls.length_bound}
+INPUT_INDEPENDENT_COMPONENTS = {name for name, cls in SYNTHESIZERS.items() if cls.input_independent}
 
 PIPELINE_TAGS = {
     "SynthesizerForMaskedLM": "fill-mask",
@@ -367,7 +327,7 @@ def limitations(config: SynthesizerConfig, num_parameters: int, run_info: Mappin
             f"inputs longer than {config.synthesizer_length} tokens raise an error (truncate them); the "
             "learned alignment is tied to absolute positions."
         )
-    if components & {"random", "fixed_random", "factorized_random"}:
+    if components & INPUT_INDEPENDENT_COMPONENTS:
         items.append(
             "Random synthesizers attend by position, not content: the same weights are used for every input."
         )

@@ -66,10 +66,6 @@ def output_cache(outputs) -> Cache | None:
     return getattr(outputs, CACHE_ARGUMENT)
 
 
-# Synthesizers whose logits ignore the hidden states: one softmax serves the whole batch.
-INPUT_INDEPENDENT_COMPONENTS = frozenset({"random", "fixed_random", "factorized_random"})
-
-
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -243,7 +239,7 @@ class SynthesizerSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
         self.token_key_components = [name for name in components if self.synthesizers[name].uses_token_keys]
-        self.input_independent = all(name in INPUT_INDEPENDENT_COMPONENTS for name in components)
+        self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
         self._exponentials_key, self._exponentials = None, None  # inference cache of the batch-shared softmax
 
     def synthesized_logits(

@@ -13,12 +13,14 @@ the dense W2 and b2) are stored as `[heads, L, ...]` so that one helper selects 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 from transformers import initialization as init
 
-from .configuration_synthesizer import SynthesizerConfig
+if TYPE_CHECKING:  # the config derives its names and checks from this module
+    from .configuration_synthesizer import SynthesizerConfig
 
 
 @dataclass
@@ -67,11 +69,34 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.view(*x.shape[:-1], num_heads, -1).transpose(1, 2)
 
 
-class Synthesizer(nn.Module):
-    """Base class. `uses_token_keys` marks synthesizers whose keys depend on the key tokens (and are cached)."""
+# Every synthesizer class that sets a `name`, by that name: the one source of the variant names, their
+# traits and their config checks (configuration, modeling, docs and tools all read it).
+SYNTHESIZERS: dict[str, type[Synthesizer]] = {}
 
-    uses_token_keys = False
-    length_bound = False
+
+class Synthesizer(nn.Module):
+    """Base class of the synthesizing functions. A subclass with a `name` registers itself in SYNTHESIZERS;
+    its class attributes are the traits everything else derives from."""
+
+    name: ClassVar[str | None] = None  # the `attention_type` spelling
+    aliases: ClassVar[tuple[str, ...]] = ()  # the paper's abbreviations and other spellings (any case)
+    paper_name: ClassVar[str] = ""  # as the papers name it
+    logits: ClassVar[str] = ""  # one line: the logits S(X) of one head
+    summary: ClassVar[str] = ""  # one line: what that means
+    uses_token_keys: ClassVar[bool] = False  # keys come from the key tokens (cached; can compare two tokens)
+    length_bound: ClassVar[bool] = False  # parameters per position: the synthesizer length L bounds inputs
+    input_independent: ClassVar[bool] = False  # logits ignore the input: one softmax serves the whole batch
+    config_fields: ClassVar[tuple[str, ...]] = ()  # the size fields of the config it reads (positive ints)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            SYNTHESIZERS[cls.name] = cls
+
+    @classmethod
+    def check_config(cls, config: SynthesizerConfig) -> None:
+        """Raise a ValueError naming the field for sizes this synthesizer cannot be built with. Run only for
+        the synthesizers a config uses."""
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__()
@@ -104,6 +129,12 @@ class Synthesizer(nn.Module):
 class DotProductSynthesizer(Synthesizer):
     """Standard attention: S = (X W_Q)(X W_K)^T / sqrt(d_h)."""
 
+    name = "dot"
+    aliases = ("v", "vanilla", "dot_product", "transformer")
+    paper_name = "Transformer (dot-product attention)"
+    logits = "(X W_Q)(X W_K)^T / sqrt(d_h)"
+    summary = "token-token attention"
+
     uses_token_keys = True
 
     def __init__(self, config: SynthesizerConfig):
@@ -121,6 +152,12 @@ class DotProductSynthesizer(Synthesizer):
 
 class SymmetricDotProductSynthesizer(Synthesizer):
     """Symmetric attention (Courtois et al., 2024): one projection for queries and keys, S = Q Q^T / sqrt(d_h)."""
+
+    name = "symmetric_dot"
+    aliases = ("symmetric",)
+    paper_name = "Symmetric dot-product attention (Courtois et al., 2024)"
+    logits = "(X W_Q)(X W_Q)^T / sqrt(d_h)"
+    summary = "dot-product attention with keys = queries (no W_K)"
 
     uses_token_keys = True
 
@@ -148,6 +185,12 @@ class SymmetricDotProductSynthesizer(Synthesizer):
 class PairwiseDotProductSynthesizer(SymmetricDotProductSynthesizer):
     """Symmetric attention with a learned pairwise coefficient matrix per head: S = Q P_h Q^T / sqrt(d_h)."""
 
+    name = "pairwise_dot"
+    aliases = ("pairwise",)
+    paper_name = "Symmetric attention with pairwise coefficient (Courtois et al., 2024)"
+    logits = "(X W_Q) P_h (X W_Q)^T / sqrt(d_h)"
+    summary = "symmetric projection with a learned d_h x d_h matrix per head"
+
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
         self.pairwise_coefficients = nn.Parameter(torch.empty(self.num_heads, self.head_dim, self.head_dim))
@@ -166,7 +209,17 @@ class PairwiseDotProductSynthesizer(SymmetricDotProductSynthesizer):
 class LengthBoundSynthesizer(Synthesizer):
     """A synthesizer with one parameter entry per position: refuses sequences longer than L."""
 
+    config_fields = ("synthesizer_length",)
+
     length_bound = True
+
+    @classmethod
+    def check_config(cls, config):
+        if config.synthesizer_length > config.max_position_embeddings:
+            raise ValueError(
+                f"synthesizer_length ({config.synthesizer_length}) cannot exceed max_position_embeddings "
+                f"({config.max_position_embeddings}): longer inputs have no position embedding."
+            )
 
     def check_length(self, positions: Positions) -> None:
         if positions.key_length > self.synthesizer_length:
@@ -180,6 +233,13 @@ class LengthBoundSynthesizer(Synthesizer):
 
 class RandomSynthesizer(LengthBoundSynthesizer):
     """Random synthesizer (eq. 4): S = R, one learned `L x L` matrix per head, independent of the input."""
+
+    name = "random"
+    aliases = ("r",)
+    paper_name = "Random"
+    logits = "R, a learned L x L matrix (eq. 4)"
+    summary = "attention weights that ignore the input: a learned global alignment per position"
+    input_independent = True
 
     def __init__(self, config: SynthesizerConfig, trainable: bool = True):
         super().__init__(config)
@@ -206,6 +266,12 @@ class RandomSynthesizer(LengthBoundSynthesizer):
 class FixedRandomSynthesizer(RandomSynthesizer):
     """Fixed random synthesizer: R stays at its initial value (a buffer, still saved in the checkpoint)."""
 
+    name = "fixed_random"
+    aliases = ("fix", "fixed")
+    paper_name = "Fixed Random"
+    logits = "R, frozen at its initial value (a saved buffer)"
+    summary = "a random, untrained alignment per position"
+
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config, trainable=False)
 
@@ -215,6 +281,23 @@ class FixedRandomSynthesizer(RandomSynthesizer):
 
 class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
     """Factorized random synthesizer (eq. 7): S = R1 R2^T with R1, R2 of shape `L x k` per head."""
+
+    name = "factorized_random"
+    aliases = ("fr",)
+    paper_name = "Factorized Random"
+    logits = "R1 R2^T, R1 and R2 of L x k (eq. 7)"
+    summary = "a low-rank learned alignment that ignores the input"
+    input_independent = True
+    config_fields = ("synthesizer_length", "factorized_random_rank")
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        if not config.factorized_random_rank <= config.synthesizer_length:
+            raise ValueError(
+                f"factorized_random_rank (k={config.factorized_random_rank}) must be at most "
+                f"synthesizer_length ({config.synthesizer_length})."
+            )
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
@@ -238,6 +321,15 @@ class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
         nn.init.zeros_(self.random_key_factors)  # R2 = 0; R1 keeps its random init
 
 
+def check_dense_hidden_size(config: SynthesizerConfig) -> None:
+    """W1 of the dense synthesizers is split into one slice per head."""
+    if config.dense_synthesizer_hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"dense_synthesizer_hidden_size ({config.dense_synthesizer_hidden_size}) must be divisible by "
+            f"num_attention_heads ({config.num_attention_heads})."
+        )
+
+
 class DenseSynthesizer(LengthBoundSynthesizer):
     """Dense synthesizer (eq. 1-3): S_i = W2_h relu(W1 x_i + b1)_h + b2_h, conditioned on token i alone.
 
@@ -246,6 +338,18 @@ class DenseSynthesizer(LengthBoundSynthesizer):
     In factored form the bias rides along as one more feature: query = [relu(W1 x)_h, 1] and
     key_j = [column j of W2_h, b2_h[j]], so the whole logit is one product (and fused kernels take it).
     """
+
+    name = "dense"
+    aliases = ("d",)
+    paper_name = "Dense"
+    logits = "W2_h relu(W1 X_i + b1)_h + b2_h (eq. 1-3)"
+    summary = "each token predicts its attention row from itself alone, without looking at other tokens"
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size")
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        check_dense_hidden_size(config)
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
@@ -279,6 +383,29 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
     The logit of key position j is A[j // b] * B[j % b]: the tilings H_A, H_B are composed so that every
     (element of A, element of B) pair appears once, i.e. the row is the flattened outer product of A and B.
     """
+
+    name = "factorized_dense"
+    aliases = ("fd",)
+    paper_name = "Factorized Dense"
+    logits = "flatten(A_i outer B_i), A in R^a, B in R^b, a*b = L (eq. 5-6)"
+    summary = "a dense synthesizer whose L outputs are the outer product of an a- and a b-vector"
+    config_fields = (
+        "synthesizer_length",
+        "dense_synthesizer_hidden_size",
+        "factorized_dense_a",
+        "factorized_dense_b",
+    )
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        check_dense_hidden_size(config)
+        a, b = config.factorized_dense_a, config.factorized_dense_b
+        if a * b != config.synthesizer_length:
+            raise ValueError(
+                f"factorized_dense_a * factorized_dense_b must equal synthesizer_length "
+                f"({config.synthesizer_length}), got {a} * {b} = {a * b}."
+            )
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
@@ -319,18 +446,6 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
     def start_with_zero_logits(self):
         nn.init.zeros_(self.weight_b)  # B = 0, so every A[j // b] * B[j % b] is 0
         nn.init.zeros_(self.bias_b)
-
-
-SYNTHESIZERS: dict[str, type[Synthesizer]] = {
-    "dot": DotProductSynthesizer,
-    "symmetric_dot": SymmetricDotProductSynthesizer,
-    "pairwise_dot": PairwiseDotProductSynthesizer,
-    "random": RandomSynthesizer,
-    "fixed_random": FixedRandomSynthesizer,
-    "factorized_random": FactorizedRandomSynthesizer,
-    "dense": DenseSynthesizer,
-    "factorized_dense": FactorizedDenseSynthesizer,
-}
 
 
 def combine_logits(parts: list[SynthesizedLogits], weights: torch.Tensor | None) -> SynthesizedLogits:
