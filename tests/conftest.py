@@ -26,6 +26,7 @@ MIXTURES = [
     "factorized_random+dot",
     "random+dense",
     "factorized_dense+symmetric_dot",
+    "bottleneck_conv_relu_conv+dot",
 ]
 ALL_VARIANTS = SINGLE_VARIANTS + MIXTURES
 

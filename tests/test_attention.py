@@ -15,15 +15,58 @@ from synthesizer_hf.modeling_synthesizer import SynthesizerSelfAttention
 from synthesizer_hf.synthesizers import Positions
 
 
-def reference_component_logits(name, module, x):
-    """S(X) of one component for a single sequence x `[l, d]`, as `[heads, l, l]`, straight from the paper."""
+def reference_conv(conv, x, keep, causal):
+    """A 1D convolution over the tokens of x `[l, c]`, token by token: zeros outside and at padding."""
+    width, length = conv.kernel_size[0], x.shape[0]
+    left = width - 1 if causal else (width - 1) // 2
+    out = torch.zeros(length, conv.out_channels, dtype=torch.float64)
+    for i in range(length):
+        out[i] = conv.bias.double()
+        for t in range(width):
+            j = i + t - left
+            if 0 <= j < length and keep[j]:
+                out[i] += conv.weight[:, :, t].double() @ x[j]
+    return out
+
+
+def reference_windowed_row(module, hidden, h, i, keep, causal):
+    """Row i of head h: W2_h applied to the head-h hidden features of the tokens the map to L reads."""
+    width, length = module.second_width, hidden.shape[0]
+    e = hidden.shape[1] // module.num_heads
+    left = width - 1 if causal else (width - 1) // 2
+    row = module.position_bias[h].double().clone()
+    for t in range(width):
+        j = i + t - left
+        if 0 <= j < length and keep[j]:
+            row += (
+                module.position_weights[h, :, t * e : (t + 1) * e].double() @ hidden[j, h * e : (h + 1) * e]
+            )
+    return row
+
+
+def reference_component_logits(name, module, x, keep=None, causal=False):
+    """S(X) of one component for a single sequence x `[l, d]`, as `[heads, l, l]`, straight from the paper
+    (for appendix A.2, from the readings stated in the synthesizers' docstrings)."""
     heads, length = module.num_heads, x.shape[0]
     d_h = x.shape[1] // heads
     out = torch.zeros(heads, length, length, dtype=torch.float64)
     x = x.double()
+    keep = torch.ones(length, dtype=torch.bool) if keep is None else keep.bool()
 
     def lin(layer, v):
         return v @ layer.weight.double().T + layer.bias.double()
+
+    per_token = {  # F's hidden layer of the dense family, token by token
+        "dense": lambda v: torch.relu(lin(module.dense, v)),
+        "glu": lambda v: lin(module.dense, v) * torch.sigmoid(lin(module.gate, v)),
+        "bottleneck_dense": lambda v: torch.relu(lin(module.up, lin(module.down, v))),
+    }
+    if name in per_token:
+        hidden = torch.stack([per_token[name](x[i]) for i in range(length)])
+    elif name == "conv_linear":
+        hidden = reference_conv(module.conv, x, keep, causal)
+    elif name in ("conv_relu_conv", "bottleneck_conv_relu_conv"):
+        hidden = torch.relu(reference_conv(module.conv, x, keep, causal))
 
     for h in range(heads):
         cols = slice(h * d_h, (h + 1) * d_h)
@@ -42,12 +85,16 @@ def reference_component_logits(name, module, x):
             r1 = module.random_query_factors[h, :length].double()
             r2 = module.random_key_factors[h, :length].double()
             out[h] = r1 @ r2.T  # eq. 7
-        elif name == "dense":
-            width = module.position_weights.shape[-1]
-            for i in range(length):  # eq. 2: F(X_i) = W2 relu(W1 X_i + b1) + b2, head h's slice
-                hidden = torch.relu(lin(module.dense, x[i]))[h * width : (h + 1) * width]
-                full_row = module.position_weights[h].double() @ hidden + module.position_bias[h].double()
-                out[h, i] = full_row[:length]
+        elif name in (
+            "dense",
+            "glu",
+            "bottleneck_dense",
+            "conv_linear",
+            "conv_relu_conv",
+            "bottleneck_conv_relu_conv",
+        ):
+            for i in range(length):  # eq. 2: F(X_i) = W2 hidden_i + b2, head h's slice (a window for convs)
+                out[h, i] = reference_windowed_row(module, hidden, h, i, keep, causal)[:length]
         elif name == "factorized_dense":
             width = module.weight_a.shape[1]
             for i in range(length):
@@ -70,7 +117,8 @@ def reference_attention(attention: SynthesizerSelfAttention, x, keep):
     outputs = []
     for b in range(x.shape[0]):
         logits = sum(
-            alpha * reference_component_logits(name, attention.synthesizers[name], x[b])
+            alpha
+            * reference_component_logits(name, attention.synthesizers[name], x[b], keep[b], attention.causal)
             for alpha, name in zip(alphas, attention.components)
         )
         if attention.causal:
@@ -89,7 +137,8 @@ def run_attention(attention, x, keep, causal=False):
 
     length = x.shape[1]
     mask = additive_attention_mask(keep, x.shape[0], length, length, causal, x.dtype, x.device)
-    out, weights = attention(x, mask, Positions(0, length, length), keep.bool())
+    positions = Positions(0, length, length, key_mask=keep.bool(), causal=causal)
+    out, weights = attention(x, mask, positions, keep.bool())
     return out, weights
 
 
@@ -156,7 +205,7 @@ def test_random_attention_does_not_depend_on_the_input(variant):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("variant", ["dense", "factorized_dense"])
+@pytest.mark.parametrize("variant", ["dense", "factorized_dense", "glu", "bottleneck_dense"])
 def test_dense_row_depends_only_on_its_own_token(variant):
     model = SynthesizerModel(tiny_config(variant)).eval()
     ids = torch.randint(3, 99, (1, 10))
@@ -166,6 +215,26 @@ def test_dense_row_depends_only_on_its_own_token(variant):
     unchanged_rows = [i for i in range(10) if i != 6]
     torch.testing.assert_close(before[:, :, unchanged_rows], after[:, :, unchanged_rows])
     assert not torch.allclose(before[:, :, 6], after[:, :, 6])
+
+
+@pytest.mark.parametrize(
+    ("variant", "reach"), [("conv_linear", 1), ("conv_relu_conv", 2), ("bottleneck_conv_relu_conv", 2)]
+)
+def test_convolutional_rows_read_exactly_their_window(variant, reach):
+    """With widths 3 (and 3), row i reads tokens i-reach .. i+reach in an encoder, and no others."""
+    model = SynthesizerModel(tiny_config(variant)).eval()
+    ids = torch.randint(3, 99, (1, 12))
+    changed = ids.clone()
+    changed[0, 6] = (ids[0, 6] + 1) % 96 + 3
+    before, after = model.layers[0], None
+    with torch.no_grad():
+        hidden = model.embeddings(ids, None, None, Positions(0, 12, 12))
+        hidden_changed = model.embeddings(changed, None, None, Positions(0, 12, 12))
+        layer = before.self_attn.synthesizers[variant]
+        rows = layer(hidden, Positions(0, 12, 12), layer.token_keys(hidden)).query
+        after = layer(hidden_changed, Positions(0, 12, 12), layer.token_keys(hidden_changed)).query
+    moved = [i for i in range(12) if not torch.allclose(rows[0, :, i], after[0, :, i])]
+    assert moved == list(range(6 - reach, 6 + reach + 1))
 
 
 def test_output_attentions_shape_and_rows_sum_to_one():
@@ -189,8 +258,16 @@ def test_fully_padded_rows_are_finite(variant):
     assert torch.isfinite(logits).all()
 
 
-def table1_synthesizer_parameters(variant, d, heads, length, k, a, b):
-    """|theta| of the synthesizing function (Table 1), with the biases the layers carry."""
+def table1_synthesizer_parameters(variant, config):
+    """|theta| of the synthesizing function (Table 1; A.2 from our readings), with the layers' biases."""
+    d, heads, length = config.hidden_size, config.num_attention_heads, config.synthesizer_length
+    k, a, b = config.factorized_random_rank, config.factorized_dense_a, config.factorized_dense_b
+    r, f1, f2 = (
+        config.synthesizer_bottleneck_size,
+        config.synthesizer_conv_width,
+        config.synthesizer_second_conv_width,
+    )
+    to_length = d * length + heads * length  # W2 and b2 of the dense family
     return {
         "dot": 2 * (d * d + d),
         "symmetric_dot": d * d + d,
@@ -198,7 +275,12 @@ def table1_synthesizer_parameters(variant, d, heads, length, k, a, b):
         "random": heads * length * length,
         "fixed_random": heads * length * length,
         "factorized_random": heads * 2 * length * k,
-        "dense": d * d + d + d * length + heads * length,
+        "dense": d * d + d + to_length,
+        "glu": 2 * (d * d + d) + to_length,
+        "bottleneck_dense": (d * r + r) + (r * d + d) + to_length,
+        "conv_linear": d * d * f1 + d + to_length,
+        "conv_relu_conv": d * d * f1 + d + f2 * d * length + heads * length,
+        "bottleneck_conv_relu_conv": d * r * f1 + r + f2 * r * length + heads * length,
         "factorized_dense": d * d + d + d * (a + b) + heads * (a + b),
     }[variant]
 
@@ -210,15 +292,7 @@ def test_parameter_counts_follow_table_1(variant):
     # fixed R is a buffer: counted by Table 1, but not trainable
     counted = sum(p.numel() for p in attention.synthesizers.parameters())
     counted += sum(b.numel() for b in attention.synthesizers.buffers())
-    expected = table1_synthesizer_parameters(
-        variant,
-        config.hidden_size,
-        config.num_attention_heads,
-        config.synthesizer_length,
-        config.factorized_random_rank,
-        config.factorized_dense_a,
-        config.factorized_dense_b,
-    )
+    expected = table1_synthesizer_parameters(variant, config)
     assert counted == expected
     names = {n for n, _ in attention.named_parameters()}
     if variant not in ("dot",):

@@ -87,6 +87,11 @@ class SynthesizerConfig(PreTrainedConfig):
         a * b = L (eq. 5-6); by default the most balanced pair.
     dense_synthesizer_hidden_size (`int`): width of W1 in the dense synthesizers (defaults to `hidden_size`,
         which gives Table 1's d^2 + d*L parameters).
+    synthesizer_conv_width / synthesizer_second_conv_width (`int`): filter widths f1, f2 of the convolutional
+        synthesizers of appendix A.2 (`conv_linear` uses f1; `conv_relu_conv` and
+        `bottleneck_conv_relu_conv` both); 3 and 3, Table 8's first rows.
+    synthesizer_bottleneck_size (`int`): r of `bottleneck_dense` and `bottleneck_conv_relu_conv` (16, the
+        paper's 512 -> 16 -> 512).
     synthesizer_initializer_range (`float`): std of the normal init of R, R1, R2 (defaults to
         `initializer_range`).
     pairwise_initializer_range (`float`): std of the normal init of the per-head pairwise coefficient
@@ -138,6 +143,9 @@ class SynthesizerConfig(PreTrainedConfig):
     factorized_dense_a: int | None = None
     factorized_dense_b: int | None = None
     dense_synthesizer_hidden_size: int | None = None
+    synthesizer_conv_width: int = 3
+    synthesizer_second_conv_width: int = 3
+    synthesizer_bottleneck_size: int = 16
     synthesizer_initializer_range: float | None = None
     pairwise_initializer_range: float = 1.0
     sparse_prediction: bool = False

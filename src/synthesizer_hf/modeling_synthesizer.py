@@ -238,7 +238,12 @@ class SynthesizerSelfAttention(nn.Module):
         self.mixture_logits = nn.Parameter(torch.zeros(len(components))) if len(components) > 1 else None
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
-        self.token_key_components = [name for name in components if self.synthesizers[name].uses_token_keys]
+        # components whose per-token features the layer computes once and caches: keys, or inputs
+        self.token_key_components = [
+            name
+            for name in components
+            if self.synthesizers[name].uses_token_keys or self.synthesizers[name].reads_neighbours
+        ]
         self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
         self._exponentials_key, self._exponentials = None, None  # inference cache of the batch-shared softmax
 
@@ -543,7 +548,7 @@ def compute_positions(
     position_ids: torch.LongTensor | None,
     past_length: int,
     query_length: int,
-    follow_padding: bool,
+    causal: bool,
 ) -> Positions:
     """Positions of the current queries and all keys.
 
@@ -556,13 +561,22 @@ def compute_positions(
     key_positions = None
     if position_ids is not None and past_length == 0:
         key_positions = position_ids
-    elif follow_padding and attention_mask is not None:
+    elif causal and attention_mask is not None:
         mask = attention_mask.long()
         if torch.compiler.is_compiling() or bool((mask[:, 1:] > mask[:, :-1]).any()):  # a token after padding
             key_positions = (mask.cumsum(-1) - 1).clamp_min(0)
     if position_ids is None and key_positions is not None:
         position_ids = key_positions[:, past_length:]
-    return Positions(past_length, query_length, key_length, query=position_ids, key=key_positions)
+    key_mask = attention_mask.bool() if attention_mask is not None else None
+    return Positions(
+        past_length,
+        query_length,
+        key_length,
+        query=position_ids,
+        key=key_positions,
+        key_mask=key_mask,
+        causal=causal,
+    )
 
 
 class SynthesizerModel(SynthesizerPreTrainedModel):
@@ -605,7 +619,7 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         if reference.shape[0] == 0 or reference.shape[1] == 0:
             raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
         length = reference.shape[1]
-        positions = compute_positions(attention_mask, position_ids, 0, length, follow_padding=False)
+        positions = compute_positions(attention_mask, position_ids, 0, length, causal=False)
         hidden_states = self.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
         mask = additive_attention_mask(
             attention_mask,
@@ -686,7 +700,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         past_length = cache.get_seq_length() if cache is not None else 0
         length = reference.shape[1]
         check_attention_mask(attention_mask, reference.shape[0], past_length + length)
-        positions = compute_positions(attention_mask, position_ids, past_length, length, follow_padding=True)
+        positions = compute_positions(attention_mask, position_ids, past_length, length, causal=True)
         hidden_states = self.embeddings(input_ids, inputs_embeds, None, positions)
         mask = additive_attention_mask(
             attention_mask,

@@ -46,6 +46,8 @@ class Positions:
     key_length: int
     query: torch.LongTensor | None = None
     key: torch.LongTensor | None = None
+    key_mask: torch.Tensor | None = None  # `[batch, key_length]`, True at real tokens (None: all real)
+    causal: bool = False  # a decoder: a token sees no later token
 
 
 def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, start: int, length: int):
@@ -84,6 +86,7 @@ class Synthesizer(nn.Module):
     logits: ClassVar[str] = ""  # one line: the logits S(X) of one head
     summary: ClassVar[str] = ""  # one line: what that means
     uses_token_keys: ClassVar[bool] = False  # keys come from the key tokens (cached; can compare two tokens)
+    reads_neighbours: ClassVar[bool] = False  # F reads nearby tokens too: the layer caches its inputs
     length_bound: ClassVar[bool] = False  # parameters per position: the synthesizer length L bounds inputs
     input_independent: ClassVar[bool] = False  # logits ignore the input: one softmax serves the whole batch
     config_fields: ClassVar[tuple[str, ...]] = ()  # the size fields of the config it reads (positive ints)
@@ -353,16 +356,38 @@ class DenseSynthesizer(LengthBoundSynthesizer):
 
     def __init__(self, config: SynthesizerConfig):
         super().__init__(config)
-        hidden = config.dense_synthesizer_hidden_size
-        self.dense = nn.Linear(config.hidden_size, hidden)
-        self.position_weights = nn.Parameter(
-            torch.empty(self.num_heads, config.synthesizer_length, hidden // self.num_heads)
-        )
+        self.second_width = self.width_of_second_map(config)
+        self.build_hidden_layers(config)
+        features = self.hidden_width(config) // self.num_heads * self.second_width
+        self.position_weights = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length, features))
         self.position_bias = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length))
+
+    @staticmethod
+    def hidden_width(config: SynthesizerConfig) -> int:
+        """Width of the hidden features, split into one slice per head for W2_h."""
+        return config.dense_synthesizer_hidden_size
+
+    @staticmethod
+    def width_of_second_map(config: SynthesizerConfig) -> int:
+        """Tokens the map to L reads: 1, or the width of a convolution."""
+        return 1
+
+    def build_hidden_layers(self, config: SynthesizerConfig) -> None:
+        self.dense = nn.Linear(config.hidden_size, self.hidden_width(config))
+
+    def hidden_features(self, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        """`[batch, tokens, hidden]` features of `[batch, tokens, d]` inputs: relu(W1 x + b1)."""
+        return torch.relu(self.dense(inputs))
+
+    def queries(
+        self, hidden_states: torch.Tensor, positions: Positions, keys: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`[batch, heads, q, features]`: the hidden features of each query token, per head."""
+        return split_heads(self.hidden_features(hidden_states, None, positions.causal), self.num_heads)
 
     def forward(self, hidden_states, positions, keys):
         self.check_length(positions)
-        hidden = split_heads(torch.relu(self.dense(hidden_states)), self.num_heads)
+        hidden = self.queries(hidden_states, positions, keys)
         query = torch.cat([hidden, hidden.new_ones(*hidden.shape[:-1], 1)], dim=-1)
         key_table = torch.cat([self.position_weights, self.position_bias.unsqueeze(-1)], dim=-1)
         key = select_positions(key_table, positions.key, 0, positions.key_length)
@@ -375,6 +400,174 @@ class DenseSynthesizer(LengthBoundSynthesizer):
     def start_with_zero_logits(self):
         nn.init.zeros_(self.position_weights)  # W2 = 0 and b2 = 0; W1 keeps its init
         nn.init.zeros_(self.position_bias)
+
+
+class GLUSynthesizer(DenseSynthesizer):
+    """Dense synthesizer with Gated Linear Units (Dauphin et al., 2017) in place of the ReLU layer (A.2):
+    S_i = W2_h ((W1 x_i + b1) * sigmoid(V x_i + c))_h + b2_h.
+
+    Our reading of "applying the GLU units as the synthesizing function": the GLU replaces the first,
+    nonlinear layer of F, the map to L stays, so the row still depends on token i alone.
+    """
+
+    name = "glu"
+    paper_name = "GLU (Table 8)"
+    logits = "W2_h ((W1 X_i + b1) * sigmoid(V X_i + c))_h + b2_h"
+    summary = "a dense synthesizer whose hidden layer is a gated linear unit"
+
+    def build_hidden_layers(self, config):
+        super().build_hidden_layers(config)
+        self.gate = nn.Linear(config.hidden_size, self.hidden_width(config))
+
+    def hidden_features(self, inputs, mask, causal):
+        return self.dense(inputs) * torch.sigmoid(self.gate(inputs))
+
+
+class BottleneckDenseSynthesizer(DenseSynthesizer):
+    """Bottleneck + Dense (A.2): W1 becomes a d -> r -> d bottleneck (the paper's 512 -> 16 -> 512):
+    S_i = W2_h relu(U (D x_i + b_D) + b_U)_h + b2_h, r = `synthesizer_bottleneck_size`.
+
+    Our reading: "converting the 2 layered feed forward network to a bottleneck layer" factors its first
+    layer through r dimensions; the ReLU and the map to L stay as in the dense synthesizer.
+    """
+
+    name = "bottleneck_dense"
+    paper_name = "Bottleneck + Dense (Table 8)"
+    logits = "W2_h relu(U (D X_i + b_D) + b_U)_h + b2_h, D: d -> r, U: r -> d"
+    summary = "a dense synthesizer whose first layer passes through an r-dimensional bottleneck"
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_bottleneck_size")
+
+    def build_hidden_layers(self, config):
+        self.down = nn.Linear(config.hidden_size, config.synthesizer_bottleneck_size)
+        self.up = nn.Linear(config.synthesizer_bottleneck_size, self.hidden_width(config))
+
+    def hidden_features(self, inputs, mask, causal):
+        return torch.relu(self.up(self.down(inputs)))
+
+
+class ConvolutionalSynthesizer(DenseSynthesizer):
+    """Base of the convolutional synthesizers of A.2: F reads a window of neighbouring tokens.
+
+    Each convolution runs over the sequence and sees zeros outside it and at padded positions, so padding
+    never changes the rows of real tokens. In a decoder the windows end at the token (causal: no later
+    token is read); in an encoder they are centred. The layer caches its inputs (as this synthesizer's
+    token keys), so cached decoding recomputes the window of the new tokens exactly.
+    """
+
+    reads_neighbours = True
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_conv_width")
+
+    def build_hidden_layers(self, config):
+        self.conv = nn.Conv1d(config.hidden_size, self.hidden_width(config), config.synthesizer_conv_width)
+
+    def token_keys(self, hidden_states):
+        return split_heads(hidden_states, self.num_heads)
+
+    def hidden_features(self, inputs, mask, causal):
+        return torch.relu(sequence_conv(self.conv, inputs, mask, causal))
+
+    def queries(self, hidden_states, positions, keys):
+        inputs = keys.transpose(1, 2).flatten(2)  # every input so far, cached ones included: [batch, k, d]
+        mask = positions.key_mask
+        if positions.causal:  # the new tokens' windows reach back `receptive_field` tokens
+            start = max(0, inputs.shape[1] - positions.query_length - self.receptive_field())
+            inputs, mask = inputs[:, start:], None if mask is None else mask[:, start:]
+        hidden = self.hidden_features(inputs, mask, positions.causal)
+        if mask is not None:
+            hidden = hidden * mask[..., None].to(hidden.dtype)
+        windows = self.second_map_windows(hidden, positions.causal)
+        return windows[:, :, windows.shape[2] - positions.query_length :]
+
+    def receptive_field(self) -> int:
+        return self.conv.kernel_size[0] - 1 + self.second_width - 1
+
+    def second_map_windows(self, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Per head, the hidden features of the `second_width` tokens the map to L reads, side by side:
+        that map is then W2_h applied to them, a convolution in factored form. `[batch, heads, tokens, e * f]`."""
+        width = self.second_width
+        per_head = hidden.view(*hidden.shape[:2], self.num_heads, -1).transpose(1, 2)  # [batch, heads, t, e]
+        if width == 1:
+            return per_head
+        left = width - 1 if causal else (width - 1) // 2
+        padded = nn.functional.pad(per_head, (0, 0, left, width - 1 - left))
+        return padded.unfold(2, width, 1).transpose(-1, -2).flatten(-2)
+
+
+def sequence_conv(
+    conv: nn.Conv1d, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """`conv` over the tokens of `[batch, tokens, channels]` inputs, zeros outside the sequence and at padding;
+    causal windows end at their token, others are centred. Returns `[batch, tokens, out_channels]`."""
+    if mask is not None:
+        inputs = inputs * mask[..., None].to(inputs.dtype)
+    width = conv.kernel_size[0]
+    left = width - 1 if causal else (width - 1) // 2
+    padded = nn.functional.pad(inputs.transpose(1, 2), (left, width - 1 - left))
+    return conv(padded).transpose(1, 2)
+
+
+class ConvLinearSynthesizer(ConvolutionalSynthesizer):
+    """Conv (f) Linear (A.2): a 1D convolution of width f in place of the 2-layer network's first layer and
+    ReLU, then the linear map to L: S_i = W2_h Conv_f(X)_i,h + b2_h.
+
+    Our reading of "applying a 1D convolution instead of a 2 layer nonlinear network": the name lists no
+    ReLU (unlike ConvReluConv), so the row is a linear function of the f tokens around (or before) i.
+    """
+
+    name = "conv_linear"
+    paper_name = "Conv Linear (Table 8)"
+    logits = "W2_h Conv_f(X)_i,h + b2_h, f = synthesizer_conv_width"
+    summary = "each token predicts its attention row from a window of f neighbouring tokens, linearly"
+
+    def hidden_features(self, inputs, mask, causal):
+        return sequence_conv(self.conv, inputs, mask, causal)
+
+
+class ConvReluConvSynthesizer(ConvolutionalSynthesizer):
+    """ConvReluConv (A.2): both layers of F are convolutions over the tokens, with a ReLU between:
+    S_i = Conv_f2(relu(Conv_f1(X)))_i, the second convolution mapping to the L logits of each head.
+
+    The paper's f = 3 and f = 5 use one width for both, f = (3, 5) gives (f1, f2)
+    (`synthesizer_conv_width`, `synthesizer_second_conv_width`).
+    """
+
+    name = "conv_relu_conv"
+    paper_name = "ConvReluConv (Table 8)"
+    logits = "Conv_f2(relu(Conv_f1(X)))_i,h: the second convolution maps to L"
+    summary = "each token predicts its attention row from its neighbourhood, through two convolutions"
+    config_fields = (*ConvolutionalSynthesizer.config_fields, "synthesizer_second_conv_width")
+
+    @staticmethod
+    def width_of_second_map(config):
+        return config.synthesizer_second_conv_width
+
+
+class BottleneckConvReluConvSynthesizer(ConvReluConvSynthesizer):
+    """Bottleneck + ConvReluConv (A.2, the best row of Table 8): ConvReluConv through r channels:
+    the first convolution projects d -> r (`synthesizer_bottleneck_size`), the second maps r -> L per head.
+
+    Our reading of "projecting to low dimension space and then projecting back to high dimensions": the
+    high dimensions are the L logits, so the hidden width is r.
+    """
+
+    name = "bottleneck_conv_relu_conv"
+    paper_name = "Bottleneck + ConvReluConv (Table 8)"
+    logits = "Conv_f2(relu(Conv_f1(X): d -> r))_i,h: the second convolution maps r -> L"
+    summary = "two convolutions over the neighbourhood through an r-channel bottleneck"
+    config_fields = (*ConvReluConvSynthesizer.config_fields, "synthesizer_bottleneck_size")
+
+    @staticmethod
+    def hidden_width(config):
+        return config.synthesizer_bottleneck_size
+
+    @classmethod
+    def check_config(cls, config):
+        LengthBoundSynthesizer.check_config(config)
+        if config.synthesizer_bottleneck_size % config.num_attention_heads:
+            raise ValueError(
+                f"synthesizer_bottleneck_size ({config.synthesizer_bottleneck_size}) must be divisible by "
+                f"num_attention_heads ({config.num_attention_heads}) for bottleneck_conv_relu_conv."
+            )
 
 
 class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
