@@ -9,7 +9,12 @@ from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 
 from conftest import ALL_VARIANTS, tiny_config
-from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForSeq2SeqLM, SynthesizerSeq2SeqModel
+from synthesizer_hf import (
+    SynthesizerForCausalLM,
+    SynthesizerForSeq2SeqLM,
+    SynthesizerModel,
+    SynthesizerSeq2SeqModel,
+)
 from synthesizer_hf.caching import cache_storage_bytes
 from synthesizer_hf.modeling_synthesizer import output_cache
 
@@ -162,6 +167,34 @@ def test_left_padding_does_not_change_a_batch_with_inner_padding(variant):
             :, -1
         ]
     torch.testing.assert_close(padded, plain, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["random", "factorized_dense", "dense+dot", "pairwise_dot"])
+@pytest.mark.parametrize("decoder", [True, False])
+def test_packed_sequences_equal_the_padded_batch(variant, decoder):
+    """Padding-free batches (`DataCollatorWithFlattening`: sequences concatenated, position_ids restarting at
+    0, no mask) give every token what the same sequences give in a padded batch."""
+    model = causal_lm(variant) if decoder else SynthesizerModel(tiny_config(variant)).eval()
+    lengths = [5, 3, 6]
+    sequences = [torch.randint(3, 99, (n,)) for n in lengths]
+    padded = torch.zeros(3, max(lengths), dtype=torch.long)
+    mask = torch.zeros_like(padded)
+    for row, sequence in enumerate(sequences):
+        padded[row, : len(sequence)], mask[row, : len(sequence)] = sequence, 1
+    packed = torch.cat(sequences)[None]
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    with torch.no_grad():
+        reference = model(padded, attention_mask=mask)
+        flat = model(packed, position_ids=position_ids)
+    key = "logits" if decoder else "last_hidden_state"
+    expected = torch.cat([reference[key][row, :n] for row, n in enumerate(lengths)])
+    torch.testing.assert_close(flat[key][0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_sequences_with_a_convolutional_synthesizer_are_a_clear_error():
+    model = causal_lm("conv_relu_conv")
+    with pytest.raises(ValueError, match="Packed sequences"):
+        model(torch.randint(3, 99, (1, 6)), position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]]))
 
 
 def test_beam_search_and_sampling_run_for_both_decoders():

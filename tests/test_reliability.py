@@ -45,15 +45,10 @@ SETTINGS = settings(
 )
 
 # Paper abbreviations and other spellings that must parse to each canonical name.
+# Every accepted spelling of each synthesizer: its name, upper-cased, and its aliases in any case.
 SPELLINGS = {
-    "dot": ["dot", "V", "vanilla"],
-    "symmetric_dot": ["symmetric_dot", "symmetric"],
-    "pairwise_dot": ["pairwise_dot", "Pairwise"],
-    "random": ["random", "R"],
-    "fixed_random": ["fixed_random", "Fix"],
-    "factorized_random": ["factorized_random", "FR"],
-    "dense": ["dense", "D"],
-    "factorized_dense": ["factorized_dense", "FD"],
+    name: [name, name.upper(), *(alias.upper() if i % 2 else alias for i, alias in enumerate(cls.aliases))]
+    for name, cls in SYNTHESIZERS.items()
 }
 
 

@@ -10,8 +10,6 @@ Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional
 `SynthesizerDecoder` the causal stack (with dot-product cross-attention in the encoder-decoder).
 """
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Callable
 
@@ -148,16 +146,21 @@ def additive_attention_mask(
     causal: bool,
     dtype: torch.dtype,
     device: torch.device,
+    sequence_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """`[batch | 1, 1, q, k]` additive mask (0 = attend, dtype minimum = blocked), or None if nothing is blocked.
 
-    Causality compares sequence indices (query i is the last `query_length` tokens of the keys).
+    Causality compares sequence indices (query i is the last `query_length` tokens of the keys); with
+    `sequence_ids` (`[batch, k]`, packed sequences) a token attends only within its own sequence.
     Fully padded rows stay finite: their softmax is uniform, never NaN.
     """
     allowed = None
     if padding_mask is not None:
         check_attention_mask(padding_mask, batch_size, key_length)
         allowed = padding_mask[:, None, None, :].bool()
+    if sequence_ids is not None:
+        same = sequence_ids[:, None, -query_length:, None] == sequence_ids[:, None, None, :]
+        allowed = same if allowed is None else allowed & same
     if causal and query_length > 1:
         past = key_length - query_length
         rows = torch.arange(past, key_length, device=device)[:, None]
@@ -245,6 +248,7 @@ class SynthesizerSelfAttention(nn.Module):
             if self.synthesizers[name].uses_token_keys or self.synthesizers[name].reads_neighbours
         ]
         self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
+        self.reads_neighbours = any(SYNTHESIZERS[name].reads_neighbours for name in components)
         self._exponentials_key, self._exponentials = None, None  # inference cache of the batch-shared softmax
 
     def synthesized_logits(
@@ -579,6 +583,60 @@ def compute_positions(
     )
 
 
+def packed_sequence_ids(position_ids: torch.LongTensor) -> torch.LongTensor | None:
+    """Which packed sequence each token belongs to (`[batch, length]`), when `position_ids` restart within a
+    row, as `DataCollatorWithFlattening` packs them (padding-free training); None for one sequence a row."""
+    steps = torch.diff(position_ids, prepend=position_ids[:, :1] - 1, dim=-1)
+    sequences = (steps != 1).cumsum(-1)
+    if not torch.compiler.is_compiling() and not bool(sequences[:, -1].any()):
+        return None
+    return sequences
+
+
+def embed_and_mask(
+    stack: nn.Module,
+    input_ids: torch.LongTensor | None,
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.LongTensor | None,
+    token_type_ids: torch.LongTensor | None,
+    past_length: int,
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, Positions, torch.Tensor | None]:
+    """The prologue both stacks share: check the inputs, place the tokens, embed them and build the
+    self-attention mask (padding; causality in a decoder; packed sequences when `position_ids` restart and
+    no mask is given). Returns hidden states, the additive mask, the positions and the key padding mask."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
+    reference = input_ids if input_ids is not None else inputs_embeds
+    batch, length = reference.shape[:2]
+    if batch == 0 or length == 0:
+        raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
+    check_attention_mask(attention_mask, batch, past_length + length)
+    positions = compute_positions(attention_mask, position_ids, past_length, length, causal=causal)
+    hidden_states = stack.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
+    sequences = None
+    if attention_mask is None and position_ids is not None and past_length == 0:
+        sequences = packed_sequence_ids(position_ids)
+        if sequences is not None and any(layer.self_attn.reads_neighbours for layer in stack.layers):
+            raise ValueError(
+                "Packed sequences (position_ids that restart within a row) are not supported with convolutional "
+                "synthesizers, whose windows would cross the sequence boundaries; pad the batch instead."
+            )
+    mask = additive_attention_mask(
+        attention_mask,
+        batch,
+        length,
+        past_length + length,
+        causal,
+        hidden_states.dtype,
+        hidden_states.device,
+        sequences,
+    )
+    key_padding_mask = attention_mask.bool() if attention_mask is not None else None
+    return hidden_states, mask, positions, key_padding_mask
+
+
 class SynthesizerModel(SynthesizerPreTrainedModel):
     """The bidirectional Synthesizer encoder (BERT layout), with an optional pooler."""
 
@@ -613,24 +671,16 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
-        reference = input_ids if input_ids is not None else inputs_embeds
-        if reference.shape[0] == 0 or reference.shape[1] == 0:
-            raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
-        length = reference.shape[1]
-        positions = compute_positions(attention_mask, position_ids, 0, length, causal=False)
-        hidden_states = self.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
-        mask = additive_attention_mask(
+        hidden_states, mask, positions, key_padding_mask = embed_and_mask(
+            self,
+            input_ids,
+            inputs_embeds,
             attention_mask,
-            hidden_states.shape[0],
-            length,
-            length,
-            False,
-            hidden_states.dtype,
-            hidden_states.device,
+            position_ids,
+            token_type_ids,
+            past_length=0,
+            causal=False,
         )
-        key_padding_mask = attention_mask.bool() if attention_mask is not None else None
         for layer in self.layers:
             hidden_states = layer(hidden_states, mask, positions, key_padding_mask, **kwargs)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
@@ -685,11 +735,6 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         cache = select_cache(cache, past_key_values)
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
-        reference = input_ids if input_ids is not None else inputs_embeds
-        if reference.shape[0] == 0 or reference.shape[1] == 0:
-            raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
         if use_cache and cache is None:
             cache_config = self.config.get_text_config(decoder=True)
             cache = (
@@ -697,21 +742,17 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
                 if encoder_hidden_states is not None
                 else DynamicCache(config=cache_config)
             )
-        past_length = cache.get_seq_length() if cache is not None else 0
-        length = reference.shape[1]
-        check_attention_mask(attention_mask, reference.shape[0], past_length + length)
-        positions = compute_positions(attention_mask, position_ids, past_length, length, causal=True)
-        hidden_states = self.embeddings(input_ids, inputs_embeds, None, positions)
-        mask = additive_attention_mask(
+        hidden_states, mask, positions, key_padding_mask = embed_and_mask(
+            self,
+            input_ids,
+            inputs_embeds,
             attention_mask,
-            hidden_states.shape[0],
-            length,
-            past_length + length,
-            True,
-            hidden_states.dtype,
-            hidden_states.device,
+            position_ids,
+            None,
+            past_length=cache.get_seq_length() if cache is not None else 0,
+            causal=True,
         )
-        key_padding_mask = attention_mask.bool() if attention_mask is not None else None
+        length = hidden_states.shape[1]
         if encoder_hidden_states is not None:
             encoder_attention_mask = additive_attention_mask(
                 encoder_attention_mask,

@@ -93,8 +93,15 @@ class Synthesizer(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("name"):
-            SYNTHESIZERS[cls.name] = cls
+        if not cls.__dict__.get("name"):
+            return
+        missing = [trait for trait in ("paper_name", "logits", "summary") if not cls.__dict__.get(trait)]
+        if missing:
+            raise TypeError(f"Synthesizer {cls.name!r} must describe itself: set {', '.join(missing)}.")
+        cls.aliases = cls.__dict__.get(
+            "aliases", ()
+        )  # a subclass is another variant: never its parent's alias
+        SYNTHESIZERS[cls.name] = cls
 
     @classmethod
     def check_config(cls, config: SynthesizerConfig) -> None:
