@@ -92,37 +92,39 @@ def softmax_attention(
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-def shared_exponentials(logits: torch.Tensor, causal: bool) -> torch.Tensor:
-    """E = exp(logits - rowmax) for `[heads, q, k]` logits shared by the batch, causal entries zeroed."""
+def shared_softmax(logits: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
+    """P = softmax(logits) for `[heads, q, k]` logits shared by the batch, future keys excluded in a decoder.
+
+    One fused kernel forward and one backward over the `[heads, q, k]` table (the training cost of the random
+    synthesizers at long L is these passes, not the matmuls)."""
     key_length, query_length = logits.shape[-1], logits.shape[-2]
     if causal and query_length > 1:
         rows = torch.arange(key_length - query_length, key_length, device=logits.device)[:, None]
         future = torch.arange(key_length, device=logits.device)[None, :] > rows
         logits = logits.masked_fill(future, float("-inf"))
-    return torch.exp(logits - logits.amax(-1, keepdim=True).detach())
+    return torch.softmax(logits, dim=-1, dtype=torch.float32).to(dtype)
 
 
 def batch_shared_attention(
-    exponentials: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None
+    weights: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None
 ) -> torch.Tensor | None:
     """softmax(logits) @ value for logits shared by the whole batch (random synthesizers), given
-    E = `shared_exponentials(logits)` `[heads, q, k]`.
+    P = `shared_softmax(logits)` `[heads, q, k]`.
 
-    Key padding is handled by renormalising, Y_b = (E @ (m_b * V_b)) / (E @ m_b), so no
+    Key padding is handled by renormalising, Y_b = (P @ (m_b * V_b)) / (P @ m_b), so no
     `[batch, heads, q, k]` tensor exists. The batch is folded into the matmul's columns (a broadcast matmul
-    would copy E per batch row). Returns `[batch, q, heads, d]`, or None when a row's real keys all
+    would copy P per batch row). Returns `[batch, q, heads, d]`, or None when a row's real keys all
     underflow against a padded key that holds the row maximum (the caller then takes the exact path).
     """
     batch, heads, key_length, head_dim = value.shape
-    query_length = exponentials.shape[1]
+    query_length = weights.shape[1]
     if key_padding_mask is None:
-        weights = exponentials / exponentials.sum(-1, keepdim=True)
         columns = value.permute(1, 2, 0, 3).reshape(heads, key_length, batch * head_dim)
         return (weights @ columns).view(heads, query_length, batch, head_dim).permute(2, 1, 0, 3)
     keep = key_padding_mask.to(value.dtype)[:, None, :, None].expand(batch, heads, key_length, 1)
     stacked = torch.cat([value * keep, keep], dim=-1)  # the last column accumulates the denominator
     columns = stacked.permute(1, 2, 0, 3).reshape(heads, key_length, batch * (head_dim + 1))
-    totals = (exponentials @ columns).view(heads, query_length, batch, head_dim + 1)
+    totals = (weights @ columns).view(heads, query_length, batch, head_dim + 1)
     denominator = totals[..., head_dim:]
     if not torch.compiler.is_compiling() and bool((denominator < torch.finfo(denominator.dtype).tiny).any()):
         return None
@@ -249,7 +251,10 @@ class SynthesizerSelfAttention(nn.Module):
         ]
         self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
         self.reads_neighbours = any(SYNTHESIZERS[name].reads_neighbours for name in components)
-        self._exponentials_key, self._exponentials = None, None  # inference cache of the batch-shared softmax
+        self._shared_weights_key, self._shared_weights = (
+            None,
+            None,
+        )  # inference cache of the batch-shared softmax
 
     def synthesized_logits(
         self, hidden_states, positions: Positions, keys_by_component: dict
@@ -261,9 +266,9 @@ class SynthesizerSelfAttention(nn.Module):
         ]
         return combine_logits(parts, self.mixture_weights())
 
-    def batch_shared_exponentials(self, hidden_states, positions: Positions) -> torch.Tensor | None:
-        """E of the batch-shared softmax when every component ignores the input (random, fixed random,
-        factorized random), else None. In inference E is kept until a parameter changes (`_version`).
+    def batch_shared_weights(self, hidden_states, positions: Positions) -> torch.Tensor | None:
+        """P of the batch-shared softmax when every component ignores the input (random, fixed random,
+        factorized random), else None. In inference P is kept until a parameter changes (`_version`).
 
         Not under `eager` (the reference path, which also returns the weights), nor with attention dropout
         (it needs a different dropout mask per batch row), nor with per-row positions (left padding).
@@ -288,16 +293,17 @@ class SynthesizerSelfAttention(nn.Module):
                 hidden_states.device,
                 tuple((id(t), t._version) for t in tensors),
             )
-            if self._exponentials_key == key:
-                return self._exponentials
+            if self._shared_weights_key == key:
+                return self._shared_weights
         logits = self.synthesized_logits(hidden_states, positions, {})
-        shared = logits.bias[0] if logits.bias is not None else 0.0
+        # squeeze, not [0]: the backward of a view is a view, that of an index fills a zero tensor first
+        shared = logits.bias.squeeze(0) if logits.bias is not None else 0.0
         if logits.query is not None:
-            shared = shared + logits.query[0] @ logits.key[0].transpose(-1, -2)
-        exponentials = shared_exponentials(shared.to(hidden_states.dtype), self.causal)
+            shared = shared + logits.query.squeeze(0) @ logits.key.squeeze(0).transpose(-1, -2)
+        weights = shared_softmax(shared, self.causal, hidden_states.dtype)
         if reuse:
-            self._exponentials_key, self._exponentials = key, exponentials
-        return exponentials
+            self._shared_weights_key, self._shared_weights = key, weights
+        return weights
 
     def mixture_weights(self) -> torch.Tensor | None:
         """alpha of eq. 8: positive and summing to 1."""
@@ -327,9 +333,9 @@ class SynthesizerSelfAttention(nn.Module):
         elif cache is not None:  # no token-dependent keys: the cache keeps values only
             value = update_value_only(cache, value, self.layer_idx)
 
-        exponentials = self.batch_shared_exponentials(hidden_states, positions)
-        if exponentials is not None:
-            output = batch_shared_attention(exponentials, value, key_padding_mask)
+        shared_weights = self.batch_shared_weights(hidden_states, positions)
+        if shared_weights is not None:
+            output = batch_shared_attention(shared_weights, value, key_padding_mask)
             if output is not None:
                 return output.reshape(batch, length, -1), None
         logits = self.synthesized_logits(hidden_states, positions, keys_by_component)
@@ -613,6 +619,8 @@ def embed_and_mask(
     if batch == 0 or length == 0:
         raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
     check_attention_mask(attention_mask, batch, past_length + length)
+    if attention_mask is not None and not torch.compiler.is_compiling() and bool(attention_mask.all()):
+        attention_mask = None  # nothing is masked: the unmasked fast paths give the same result
     positions = compute_positions(attention_mask, position_ids, past_length, length, causal=causal)
     hidden_states = stack.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
     sequences = None

@@ -53,6 +53,8 @@ class Positions:
 def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, start: int, length: int):
     """Rows of a `[heads, L, ...]` table for the given positions, as `[batch | 1, heads, length, ...]`."""
     if positions is None:
+        if start == 0 and length == table.shape[1]:  # the whole table: no slice (its backward fills a copy)
+            return table.unsqueeze(0)
         return table[:, start : start + length].unsqueeze(0)
     return table[:, positions].movedim(1, 0)
 
@@ -60,7 +62,7 @@ def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, st
 def select_columns(logits: torch.Tensor, positions: torch.LongTensor | None, length: int) -> torch.Tensor:
     """Last-axis entries of `[batch | 1, heads, q, L]` logits for the key positions."""
     if positions is None:
-        return logits[..., :length]
+        return logits if length == logits.shape[-1] else logits[..., :length]
     batch, heads, queries = max(logits.shape[0], positions.shape[0]), logits.shape[1], logits.shape[2]
     index = positions[:, None, None, :].expand(batch, heads, queries, -1)
     return logits.expand(batch, -1, -1, -1).gather(-1, index)
