@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_namespace_packages, setup
+from setuptools import find_packages, setup
 
 # Ranges are the releases CI tests: the lower bounds are pinned in constraints/oldest.txt and the suite
 # runs on them as well as on the newest releases available (see the Makefile's `test` target).
@@ -23,14 +23,18 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     package_dir={"": "src"},
-    # namespace discovery also lists the demo-data folders, so their files ship as package data
-    packages=find_namespace_packages("src", include=["synthesizer_hf*"]),
+    # synthesizer_hf: the model library (the core install). synthesizer_tools: training, studies, benchmarks and
+    # model cards, built on it; their dependencies are the extras below. Its demo data and model-card
+    # template ship as package data, so they are found after a non-editable install too.
+    packages=find_packages("src", include=["synthesizer_hf", "synthesizer_tools"]),
     package_data={
-        "synthesizer_hf.demo_data": ["*.md", "*.gz"],
-        "synthesizer_hf.demo_data.glue.SST-2": ["*.tsv"],
-        "synthesizer_hf.demo_data.glue.RTE": ["*.tsv"],
+        "synthesizer_tools": [
+            "templates/*.md",
+            "demo_data/*.md",
+            "demo_data/*.gz",
+            "demo_data/glue/*/*.tsv",
+        ],
     },
-    include_package_data=True,
     # torch 2.13 is the oldest CPU build this project can test; the CPU wheel ships for CPython 3.11.
     python_requires=">=3.11",
     # The model code alone (from_pretrained, generate, save_pretrained, trust_remote_code checkpoints).

@@ -6,7 +6,7 @@
 Writes results.json, results.md and PNG plots to --out (default runs/benchmark). See docs/BENCHMARKS.md.
 """
 
-from synthesizer_hf.benchmarking import main
+from synthesizer_tools.benchmarking import main
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from synthesizer_hf.bert_warm_start import HEADS, convert_bert_folder
 from synthesizer_hf.modeling_synthesizer import SynthesizerPreTrainedModel
-from synthesizer_hf.training import attention_spec
+from synthesizer_tools.models import attention_spec
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -9,6 +9,9 @@ It calls the same functions as scripts/pretrain_mlm.py, scripts/run_glue.py and 
 and records the equivalent command of each step (in run_info.json, summary.json and the model card), so each
 step can be rerun or scaled up on its own.
 
+Any Trainer flag (`TrainingArguments`: --seed, --disable_tqdm, --report_to, --optim, ...) is passed on to both
+training steps, after the demo's own settings.
+
 Example:
     python scripts/demo.py --output_dir runs/demo
 Outputs (under --output_dir): pretrain/ (model, tokenizer, eval_results.json), glue/ (sst2/eval_results.json,
@@ -19,39 +22,72 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import TrainingArguments
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+from synthesizer_tools.arguments import (
+    ScriptArgumentParser,
+    flags_not_of,
+    parse_finetuning_arguments,
+    parse_pretraining_arguments,
+)
+from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
+from synthesizer_tools.finetuning import run_tasks
+from synthesizer_tools.model_card import prepare_hub_folder
+from synthesizer_tools.pretraining import run_pretraining
+from synthesizer_tools.records import write_json
+
+
+@dataclass
+class DemoArguments:
+    """The demo's own settings; the Trainer flags are those of TrainingArguments (--output_dir: runs/demo)."""
+
+    _argument_group_name = "demo"
+
+    attention_type: str = field(
+        default="random+dot", metadata={"help": "Any attention_type (see pretrain_mlm.py)."}
     )
-    parser.add_argument("--output_dir", default="runs/demo")
-    parser.add_argument(
-        "--attention_type", default="random+dot", help="Any attention_type (see pretrain_mlm.py)."
-    )
-    parser.add_argument("--hidden_size", type=int, default=128)
-    parser.add_argument("--num_layers", type=int, default=2)
-    parser.add_argument("--num_heads", type=int, default=4)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--vocab_size", type=int, default=4000)
-    parser.add_argument("--pretrain_steps", type=int, default=1000)
-    parser.add_argument("--finetune_epochs", type=float, default=3.0)
-    parser.add_argument("--max_train_samples", type=int, default=None, help="Cap SST-2 training sentences.")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="Cap SST-2 dev sentences.")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--threads",
-        type=int,
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    max_seq_length: int = 128
+    vocab_size: int = 4000
+    pretrain_steps: int = 1000
+    finetune_epochs: float = 3.0
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap SST-2 training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap SST-2 dev sentences."})
+    threads: int = field(
         default=1,
-        help="torch CPU threads (0: torch's default, one per core). One thread is barely slower on an idle "
-        "2-core machine and many times faster on a busy one, where spinning threads wait for each other.",
+        metadata={
+            "help": "torch CPU threads (0: torch's default, one per core). One thread is barely slower on an idle "
+            "2-core machine and many times faster on a busy one, where spinning threads wait for each other."
+        },
     )
-    parser.add_argument("--disable_tqdm", action="store_true", help="No progress bars.")
-    return parser.parse_args(argv)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[DemoArguments, Path, list[str]]:
+    """(demo settings, output folder, the Trainer flags to pass on to both training steps)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = ScriptArgumentParser(
+        (DemoArguments, TrainingArguments),
+        program="scripts/demo.py",
+        description=__doc__,
+        defaults={"output_dir": "runs/demo"},
+        require_output_dir=False,
+        argument_files=False,
+    )
+    (demo, training), _ = parser.parse(argv)  # checks every flag (and answers --help)
+    output_dir = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    output_dir.add_argument("--output_dir", "--output-dir")
+    _, trainer_flags = output_dir.parse_known_args(flags_not_of(DemoArguments, argv))
+    return demo, Path(training.output_dir), trainer_flags
 
 
 def _display(path: Path) -> str:
@@ -64,30 +100,12 @@ def _display(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the four steps; returns the demo summary (paths, metrics, timings)."""
-    args = parse_args(argv)
+    args, output_dir, trainer_flags = parse_args(argv)
     started = time.time()
-    # Imported after parsing so --help is instant.
-    import torch
-
-    from synthesizer_hf.model_card import prepare_hub_folder
-    from synthesizer_hf.tokenization import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
-    from synthesizer_hf.training import (
-        build_pretraining_parser,
-        build_tasks_parser,
-        run_pretraining,
-        run_tasks,
-        write_json,
-    )
-    from synthesizer_hf.training import (
-        parse_args as parse_workflow_args,
-    )
-
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    output_dir = Path(args.output_dir)
     pretrain_dir, glue_dir, hub_dir = output_dir / "pretrain", output_dir / "glue", output_dir / "hub"
-    common = ["--seed", str(args.seed), "--max_seq_length", str(args.max_seq_length)]
-    common += ["--disable_tqdm"] if args.disable_tqdm else []
+    common = ["--max_seq_length", str(args.max_seq_length)]
 
     pretrain_argv = [
         "--train_files", _display(DEMO_PRETRAIN_FILE),
@@ -106,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--logging_steps", str(max(args.pretrain_steps // 10, 1)),
         "--max_eval_samples", "64",
         "--output_dir", _display(pretrain_dir),
-        *common,
+        *common, *trainer_flags,
     ]  # fmt: skip
     print(f"[demo 1-2/4] tokenizer + MLM pretraining -> {pretrain_dir}")
     pretrain_metrics = run_pretraining(
-        parse_workflow_args(build_pretraining_parser("mlm"), pretrain_argv, "scripts/pretrain_mlm.py")
+        parse_pretraining_arguments("mlm", pretrain_argv, program="scripts/pretrain_mlm.py")
     )
     pretrain_time = time.time() - started
 
@@ -130,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         glue_argv += ["--max_train_samples", str(args.max_train_samples)]
     if args.max_eval_samples is not None:
         glue_argv += ["--max_eval_samples", str(args.max_eval_samples)]
+    glue_argv += trainer_flags
     print(f"[demo 3/4] fine-tuning on the SST-2 sample -> {glue_dir}")
-    glue_summary = run_tasks(parse_workflow_args(build_tasks_parser(), glue_argv, "scripts/run_glue.py"))
+    glue_summary = run_tasks(parse_finetuning_arguments(glue_argv, program="scripts/run_glue.py"))
 
     print(f"[demo 4/4] Hub folder with model card -> {hub_dir}")
     prepare_hub_folder(

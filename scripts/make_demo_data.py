@@ -1,4 +1,4 @@
-"""Rebuild ``src/synthesizer_hf/demo_data/`` from the offline copy of the public datasets (``shared/data``).
+"""Rebuild ``src/synthesizer_tools/demo_data/`` from the offline copy of the public datasets (``shared/data``).
 
 The demo has to run on a fresh clone, so the package bundles small samples of real data. Every row is copied
 byte for byte from the source file (no CSV re-serialisation: GLUE TSVs have unbalanced quotes), and the
@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parents[1] / "src" / "synthesizer_hf" / "demo_data"
+DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parents[1] / "src" / "synthesizer_tools" / "demo_data"
 # A WikiText top-level heading (" = Title = "), i.e. the start of a new article; sections are " = = ... = = ".
 _ARTICLE_HEADING = re.compile(rb" = [^=].* = \n")
 

@@ -2,7 +2,7 @@
 
 The folder holds the safetensors weights, config.json with an `auto_map` covering every Synthesizer head, the
 modeling code (so `trust_remote_code=True` works without this package), the tokenizer files, the training
-records and README.md, a model card generated from model_cards/TEMPLATE.md: the attention variant and its
+records and README.md, a model card generated from the template shipped with synthesizer_tools: the attention variant and its
 equation, parameter count, how it was trained, the measured results with the commands that produced them,
 intended use and limitations. Nothing is uploaded; push the folder yourself, e.g.
 `hf upload <user>/<repo> <output_dir>`.
@@ -37,7 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repo_id", default=None, help="The Hub repository name, used in the card's examples."
     )
     parser.add_argument("--license", default="other", help="License identifier for the card's metadata.")
-    parser.add_argument("--template", default=None, help="Card template (default: model_cards/TEMPLATE.md).")
+    parser.add_argument(
+        "--template", default=None, help="Card template (default: synthesizer_tools/templates/model_card.md)."
+    )
     parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output_dir.")
     return parser.parse_args(argv)
 
@@ -45,7 +47,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> Path:
     """Write the folder; returns its path."""
     args = parse_args(argv)
-    from synthesizer_hf.model_card import prepare_hub_folder  # after parsing: --help needs no torch import
+    from synthesizer_tools.model_card import prepare_hub_folder  # after parsing: --help needs no torch import
 
     folder = prepare_hub_folder(
         args.model_dir,

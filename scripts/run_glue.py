@@ -7,9 +7,12 @@ train.jsonl, ...); without it the Hub copies are downloaded. Outputs, under --ou
 <task>/eval_results.json and the fine-tuned model, submission/{glue,superglue}/<official file> for each test
 split, and summary.json with the GLUE/SuperGLUE averages (also printed as a table).
 
+Every `TrainingArguments` flag works too (--optim, --max_grad_norm, --report_to, ...: see --help), and one
+.json/.yaml argument file can hold all the arguments (see docs/TRAINING.md, "Arguments").
+
 Examples:
     # the bundled SST-2 and RTE samples, from a checkpoint of pretrain_mlm.py
-    python scripts/run_glue.py --tasks sst2 rte --data_dir src/synthesizer_hf/demo_data \\
+    python scripts/run_glue.py --tasks sst2 rte --data_dir src/synthesizer_tools/demo_data \\
         --model_name_or_path runs/mlm --learning_rate 1e-4 --num_train_epochs 3 --output_dir runs/glue
     # every task of both benchmarks from the official files
     python scripts/run_glue.py --tasks cola sst2 mrpc qqp stsb mnli qnli rte wnli boolq cb copa multirc \\
@@ -21,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from synthesizer_hf.training import build_tasks_parser, parse_args, run_tasks, shutdown_distributed
+from synthesizer_tools.arguments import parse_finetuning_arguments
+from synthesizer_tools.finetuning import run_tasks
+from synthesizer_tools.trainer import run_script
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Parse the command line, run every task; returns the summary (per-task metrics and averages)."""
-    parser = build_tasks_parser(description=__doc__)
-    return run_tasks(parse_args(parser, argv, "scripts/run_glue.py"))
+    """Parse the command line (or one .json/.yaml argument file), run every task; returns the summary
+    (per-task metrics and averages)."""
+    return run_tasks(parse_finetuning_arguments(argv, program="scripts/run_glue.py", description=__doc__))
 
 
 if __name__ == "__main__":
-    main()
-    shutdown_distributed()
+    run_script(main)

@@ -1,5 +1,8 @@
 """Run one study (an experiment of docs/RESULTS.md) from its JSON config: train, tabulate and plot.
 
+The study's JSON holds its Trainer settings (`train`); Trainer flags given here (any `TrainingArguments` flag:
+--max_steps, --learning_rate, --optim, ...) override them in every run (and so enter the runs' keys).
+
 Example:
     python scripts/run_study.py --config studies/mlm_wikitext2.json --data_dir ../shared/data \\
         --output_dir runs/studies/mlm_wikitext2
@@ -9,31 +12,52 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from synthesizer_hf.studies import load_study_config, run_study
+from transformers import TrainingArguments
+
+from synthesizer_tools.arguments import ScriptArgumentParser, flags_not_of, given_training_arguments
+from synthesizer_tools.studies import load_study_config, run_study
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+@dataclass
+class StudyArguments:
+    """Which study, on which data (--output_dir: where runs, tables and plots are written)."""
+
+    _argument_group_name = "study"
+
+    config: str = field(metadata={"help": "Study JSON (studies/<name>.json)."})
+    data_dir: str = field(metadata={"help": "Offline data folder (shared/data)."})
+    smoke: bool = field(default=False, metadata={"help": "Apply the config's tiny `smoke` overrides."})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyArguments, str, dict[str, Any]]:
+    """(study arguments, output folder, the Trainer flags given: overrides of the study's `train`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = ScriptArgumentParser(
+        (StudyArguments, TrainingArguments),
+        program="scripts/run_study.py",
+        description=__doc__,
+        argument_files=False,
     )
-    parser.add_argument("--config", required=True, help="Study JSON (studies/<name>.json).")
-    parser.add_argument("--data_dir", required=True, help="Offline data folder (shared/data).")
-    parser.add_argument("--output_dir", required=True, help="Where runs, tables and plots are written.")
-    parser.add_argument("--smoke", action="store_true", help="Apply the config's tiny `smoke` overrides.")
-    return parser.parse_args(argv)
+    (study, training), _ = parser.parse(argv)
+    overrides = given_training_arguments(flags_not_of(StudyArguments, argv))
+    overrides.pop("output_dir")
+    return study, training.output_dir, overrides
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    summary = run_study(load_study_config(args.config, smoke=args.smoke), args.data_dir, args.output_dir)
+    study, output_dir, overrides = parse_args(argv)
+    config = load_study_config(study.config, smoke=study.smoke)
+    summary = run_study(config, study.data_dir, output_dir, train_overrides=overrides)
     print(summary["tables"])
     print("Plots:", *summary["plots"], sep="\n  ")
 

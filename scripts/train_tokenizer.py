@@ -1,9 +1,9 @@
 """Train the project's WordPiece tokenizer from local text files or a `datasets` dataset and save it.
 
-Thin CLI over ``synthesizer_hf.tokenization`` so the demo, the tests and users all get the same tokenizer.
+Thin CLI over ``synthesizer_tools.tokenization`` so the demo, the tests and users all get the same tokenizer.
 
 Examples:
-    python scripts/train_tokenizer.py --files src/synthesizer_hf/demo_data/pretrain.txt.gz --output_dir runs/tok
+    python scripts/train_tokenizer.py --files src/synthesizer_tools/demo_data/pretrain.txt.gz --output_dir runs/tok
     python scripts/train_tokenizer.py --dataset wikitext --dataset_config wikitext-103-raw-v1 \\
         --text_column text --output_dir runs/tok   # needs network access to the Hub
 """
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
     # Imported after parsing: importing the package loads torch and registers the models, which --help and
     # argument errors should not wait for.
-    from synthesizer_hf.tokenization import iter_text_files, train_tokenizer
+    from synthesizer_tools.tokenization import iter_text_files, train_tokenizer
 
     if args.files:
         texts = iter_text_files(args.files, text_field=args.text_column)

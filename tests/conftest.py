@@ -1,5 +1,6 @@
 """Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, fully offline."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -63,6 +64,18 @@ def pytest_report_header(config):
         f"{name} {version(name)}" for name in ("torch", "transformers", "datasets", "accelerate")
     )
     return f"synthesizer-hf suite on {versions}"
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (scripts/ is not a package), so its main(argv) runs in this process."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_without_package(body: str, cwd: Path, python: str = sys.executable) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from synthesizer_hf.benchmarking import main
+from synthesizer_tools.benchmarking import main
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ init value (zero biases, unit LayerNorm gains) that would hide a wrong mapping.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import shutil
@@ -33,13 +32,13 @@ from transformers import (
     MegatronBertForMaskedLM,
 )
 
-from conftest import run_without_package
+from conftest import load_script, run_without_package
 from synthesizer_hf import SynthesizerConfig, SynthesizerForMaskedLM
 from synthesizer_hf.bert_warm_start import from_bert
 from synthesizer_hf.synthesizers import SYNTHESIZERS, Positions
-from synthesizer_hf.tokenization import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE, iter_text_files, train_tokenizer
+from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
+from synthesizer_tools.tokenization import iter_text_files, train_tokenizer
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 # Non-default activation and LayerNorm epsilon: a converted model that ignored them would differ by >1e-4.
 BERT = dict(**SIZES, max_position_embeddings=32, hidden_act="gelu_new", layer_norm_eps=1e-3)
@@ -52,13 +51,6 @@ MIXTURES = [
     "random+dense+factorized_dense+dot",
 ]
 QUIET = ["--disable_tqdm", "--logging_steps", "1", "--seed", "0", "--report_to", "none"]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def save_bert(model, folder: Path, tokenizer=None) -> Path:

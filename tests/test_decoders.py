@@ -397,7 +397,7 @@ def test_trainer_trains_the_causal_lm(tmp_path):
 def test_text_generation_pipeline(tmp_path):
     from transformers import pipeline
 
-    from synthesizer_hf.tokenization import train_tokenizer
+    from synthesizer_tools.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer(["a b c d e f g"] * 10, vocab_size=99, min_frequency=1)
     model = SynthesizerForCausalLM(

@@ -180,7 +180,7 @@ CORE_MODULES = ["", ".caching", ".configuration_synthesizer", ".modeling_synthes
 
 def make_tokenizer(tmp_path) -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer trained here, offline, on a toy corpus."""
-    from synthesizer_hf.tokenization import train_tokenizer
+    from synthesizer_tools.tokenization import train_tokenizer
 
     corpus = ["the movie was great", "the movie was awful", "a fine film", "an awful film"] * 20
     return train_tokenizer(corpus, vocab_size=99, min_frequency=1, model_max_length=16)

@@ -7,17 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from synthesizer_hf.metrics import (
+from synthesizer_tools.metrics import (
     accuracy,
     accuracy_and_f1,
     accuracy_and_macro_f1,
-    benchmark_average,
-    compute_task_metrics,
     matthews_correlation,
     multirc_f1a_and_em,
     pearson_and_spearman,
 )
-from synthesizer_hf.tasks import TASKS
+from synthesizer_tools.tasks import TASKS, benchmark_average, compute_task_metrics
 
 # Binary example used by several tests:   row:   0  1  2  3  4  5
 PREDS = [1, 1, 0, 0, 1, 0]

@@ -6,7 +6,6 @@ boundary (two-process DDP with `accelerate launch`, loading a Hub folder without
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -22,17 +21,18 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from conftest import run_without_package
-from synthesizer_hf.tasks import get_task
-from synthesizer_hf.tokenization import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE, iter_text_files, train_tokenizer
-from synthesizer_hf.training import (
+from conftest import load_script, run_without_package
+from synthesizer_hf.synthesizers import SYNTHESIZERS
+from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
+from synthesizer_tools.span_corruption import (
     add_sentinel_tokens,
     corrupt_spans,
-    label_from_text,
     random_spans_noise_mask,
     span_corruption_lengths,
-    text_to_text_target,
 )
+from synthesizer_tools.tasks import get_task
+from synthesizer_tools.text_to_text import label_from_text, text_to_text_target
+from synthesizer_tools.tokenization import iter_text_files, train_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -41,14 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 TINY_MODEL = ["--hidden_size", "32", "--num_layers", "2", "--num_heads", "2", "--intermediate_size", "64"]
 QUIET = ["--disable_tqdm", "--logging_steps", "1", "--seed", "0"]
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py as a module, so its main(argv) runs in this process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
@@ -372,7 +364,7 @@ def test_run_glue_from_scratch(workdir, tokenizer_dir, task_data):
         [
             "--tasks", "sst2", "--data_dir", str(task_data), "--from_scratch", "--tokenizer", str(tokenizer_dir),
             "--attention_type", "factorized_dense", "--max_seq_length", "32", "--max_train_samples", "16",
-            "--num_train_epochs", "1", "--no-predict", "--no-save_model", "--output_dir", str(output_dir),
+            "--num_train_epochs", "1", "--no_predict", "--no_save_model", "--output_dir", str(output_dir),
             *TINY_MODEL, *QUIET,
         ]
     )  # fmt: skip
@@ -490,7 +482,8 @@ def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
     card = (hub / "README.md").read_text()
     model = AutoModelForMaskedLM.from_pretrained(hub).eval()
     assert f"{model.num_parameters():,}" in card
-    for expected in ("pipeline_tag: fill-mask", "random+dot", "S = R", "(X W_Q)(X W_K)^T", "python scripts/pretrain_mlm.py",
+    equations = [f"S(X) = {SYNTHESIZERS[name].logits}" for name in ("random", "dot")]  # from the registry
+    for expected in ("pipeline_tag: fill-mask", "random+dot", *equations, "python scripts/pretrain_mlm.py",
                      "perplexity", "someone/synth-test", "Intended use and limitations"):  # fmt: skip
         assert expected in card, expected
     assert "$" not in card.split("-->", 1)[1], "unfilled template placeholder"

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_script
 from synthesizer_hf import SynthesizerConfig
-from synthesizer_hf.studies import CORPUS_LOADERS, attention_by_offset, load_study_config, run_study
-from synthesizer_hf.tasks import get_task
+from synthesizer_tools.studies import CORPUS_LOADERS, load_study_config, run_study
+from synthesizer_tools.study_reports import attention_by_offset
+from synthesizer_tools.tasks import get_task
 
 WORDS = [f"word{i}" for i in range(15)]
 
@@ -61,6 +63,13 @@ def test_mlm_study_end_to_end(tmp_path):
     # A rerun finds every run's results and retrains nothing.
     rerun = run_study(config, tmp_path / "data", output)
     assert rerun["rows"][0]["per_seed"] == summary["rows"][0]["per_seed"]
+
+    # Trainer flags of the command line override the study's `train` settings in every run (and its key).
+    script = load_script("run_study")
+    script.main(["--config", str(config_path), "--data_dir", str(tmp_path / "data"), "--output_dir",
+                 str(tmp_path / "cli"), "--smoke", "--max_steps", "1", "--optim", "sgd"])  # fmt: skip
+    record = json.loads((tmp_path / "cli" / "runs" / "wikitext2__dot__seed0.json").read_text())
+    assert record["train_steps"] == 1 and record["spec"]["train"]["optim"] == "sgd"
 
 
 STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.json"))

@@ -18,8 +18,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from synthesizer_hf.metrics import compute_task_metrics
-from synthesizer_hf.tasks import TASKS, get_task, load_task, write_test_predictions
+from synthesizer_tools.tasks import TASKS, compute_task_metrics, get_task, load_task, write_test_predictions
 
 MNLI_HEAD = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2"
 MNLI_DEV_HEAD = MNLI_HEAD + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import itertools
 import json
 import os
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from synthesizer_hf.tokenization import (
-    DEMO_DATA_DIR,
-    DEMO_PRETRAIN_FILE,
+from conftest import load_script
+from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
+from synthesizer_tools.tokenization import (
     MODEL_INPUT_NAMES,
     SPECIAL_TOKENS,
     iter_text_files,
@@ -172,22 +171,13 @@ def test_script_help():
         assert flag in result.stdout
 
 
-def _load_script():
-    """Import scripts/train_tokenizer.py as a module: scripts/ is not a package, and a second subprocess would
-    double the test time (importing the package pulls in torch)."""
-    spec = importlib.util.spec_from_file_location("train_tokenizer_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_trains_and_saves(tokenizer, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     out = tmp_path / "tok"
     args = ["--files", str(corpus), "--vocab_size", "300", "--min_frequency", "1", "--output_dir", str(out)]
-    assert _load_script().main(args) == str(out)
+    assert load_script("train_tokenizer").main(args) == str(out)
     assert str(out) in capsys.readouterr().out
     reloaded = AutoTokenizer.from_pretrained(out)
     # The corpus has fewer word pieces than 300; tie-breaking between equal-count merges is not stable across
@@ -198,7 +188,7 @@ def test_script_trains_and_saves(tokenizer, tmp_path, monkeypatch, capsys):
 
 
 def test_script_requires_one_source(tmp_path, capsys):
-    script = _load_script()
+    script = load_script("train_tokenizer")
     with pytest.raises(SystemExit):
         script.main(["--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit):

@@ -6,14 +6,15 @@ scipy instead. Every function takes predicted class ids (or scores for STS-B) an
 as lists or numpy arrays and returns a dict of plain python floats, with the key names that
 `evaluate`'s GLUE/SuperGLUE metrics use where one exists.
 
-`compute_task_metrics` picks the metric of a task from the task table in `synthesizer_hf.tasks`;
-`benchmark_average` turns per-task metrics into the official leaderboard scores.
+The task table (`synthesizer_tools.tasks`) names the metric of each task and averages them into the
+official leaderboard scores; this module knows nothing about tasks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -113,56 +114,15 @@ def multirc_f1a_and_em(
     }
 
 
-def _metric_suffix(split: str | None) -> str:
-    """`validation_mismatched` -> `_mismatched`: keeps MNLI's two dev sets apart in one results dict."""
-    variant = (split or "").partition("_")[2]
-    return f"_{variant}" if variant else ""
+def predictions_from_logits(logits: Any, problem_type: str = "classification") -> np.ndarray:
+    """Class ids (argmax over the last axis) or, for regression, the scores, from a head's output.
 
-
-def compute_task_metrics(
-    task_name: str,
-    predictions: ArrayLike,
-    references: ArrayLike,
-    *,
-    split: str | None = None,
-    **extra: ArrayLike,
-) -> dict[str, float]:
-    """Official metrics of `task_name` (a key of `synthesizer_hf.tasks.TASKS`).
-
-    `extra` is passed to the metric (MultiRC needs `question_ids`). For a split with a variant
-    suffix such as MNLI's `validation_mismatched`, the suffix is appended to every key
-    (`accuracy_mismatched`), so both MNLI dev sets can share one results dict.
+    A tuple (logits and hidden states, as the Trainer gathers them) contributes its first array.
     """
-    from synthesizer_hf.tasks import get_task  # tasks imports this module for its metric functions
-
-    scores = get_task(task_name).metric(predictions, references, **extra)
-    suffix = _metric_suffix(split)
-    return {f"{key}{suffix}": value for key, value in scores.items()}
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
+    return logits.reshape(-1) if problem_type == "regression" else logits.argmax(-1)
 
 
-def benchmark_average(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Official leaderboard score of each task, plus one average per benchmark present.
-
-    As on the GLUE and SuperGLUE leaderboards, a task with several metrics scores the unweighted
-    mean of them (MRPC: accuracy and F1; STS-B: Pearson and Spearman; MNLI: matched and mismatched
-    accuracy; CB: accuracy and macro-F1; MultiRC: F1a and EM), and the benchmark score is the
-    unweighted mean over tasks. The averages are keyed `glue_average` / `superglue_average`; they
-    equal the official score only when every task of the benchmark is in `results`. Values keep the
-    scale of the inputs (0-1 unless the caller scaled them); other keys such as losses are ignored.
-    """
-    from synthesizer_hf.tasks import get_task  # tasks imports this module for its metric functions
-
-    scores: dict[str, float] = {}
-    by_benchmark: dict[str, list[float]] = defaultdict(list)
-    for task_name, metrics in results.items():
-        spec = get_task(task_name)
-        missing = [key for key in spec.score_keys if key not in metrics]
-        if missing:
-            raise ValueError(
-                f"results for {task_name!r} lack {missing}; its official score averages {list(spec.score_keys)}"
-            )
-        scores[task_name] = float(np.mean([metrics[key] for key in spec.score_keys]))
-        by_benchmark[spec.benchmark].append(scores[task_name])
-    for benchmark, task_scores in by_benchmark.items():
-        scores[f"{benchmark}_average"] = float(np.mean(task_scores))
-    return scores
+def accuracy_of_logits(prediction: Any) -> dict[str, float]:
+    """`compute_metrics` of a plain classifier for the `Trainer`: accuracy of the argmax of the logits."""
+    return accuracy(predictions_from_logits(prediction.predictions), prediction.label_ids)

@@ -36,16 +36,18 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Features, List, Value
 
-from synthesizer_hf.metrics import (
+from .metrics import (
     accuracy,
     accuracy_and_f1,
     accuracy_and_macro_f1,
@@ -79,7 +81,12 @@ class TaskSpec:
     ``label_values[i]`` is the official label string of class id ``i`` (JSON booleans as
     ``"true"``/``"false"``); ``submission_labels`` overrides what the submission file contains
     per class id when it differs from ``label_values``. ``score_keys`` are the metric keys whose
-    mean is the official leaderboard score of the task (see ``metrics.benchmark_average``).
+    mean is the official leaderboard score of the task (see ``benchmark_average``).
+
+    Tasks whose rows are parts of a larger example (MultiRC: one row per answer option) say so with
+    ``metric_columns`` (metric keyword -> column, e.g. the question ids its exact match groups by),
+    ``submission_columns`` (the same for the submission file) and ``submission_layout``, which regroups
+    per-row predictions into the official file's nested records.
     """
 
     name: str
@@ -102,6 +109,9 @@ class TaskSpec:
     hub_splits: Mapping[str, str] = field(default_factory=dict)
     extra_features: Mapping[str, Any] = field(default_factory=dict)
     submission_labels: tuple[str | int, ...] = ()
+    metric_columns: Mapping[str, str] = field(default_factory=dict)
+    submission_columns: Mapping[str, str] = field(default_factory=dict)
+    submission_layout: Callable[..., list[dict[str, Any]]] | None = None
 
     @property
     def num_labels(self) -> int:
@@ -130,6 +140,40 @@ class TaskSpec:
             return self.build(record)
         first, *rest = self.text_fields
         return {"text_a": record[first], "text_b": record[rest[0]] if rest else None}
+
+    def metric_inputs(self, split: datasets.Dataset) -> dict[str, list]:
+        """The columns of an (un-tokenized) split that the metric needs besides predictions and labels."""
+        return {keyword: split[column] for keyword, column in self.metric_columns.items()}
+
+    def submission_inputs(self, split: datasets.Dataset) -> dict[str, list]:
+        """The columns of an (un-tokenized) test split that the submission file needs besides the ids."""
+        return {keyword: split[column] for keyword, column in self.submission_columns.items()}
+
+    def compute_metrics(
+        self,
+        predictions: Sequence[float],
+        references: Sequence[float],
+        *,
+        split: str | None = None,
+        **extra: Any,
+    ) -> dict[str, float]:
+        """The official metrics; for a split with a variant suffix such as MNLI's `validation_mismatched`, the
+        suffix is appended to every key (`accuracy_mismatched`), so both MNLI dev sets share one results dict.
+        `extra` holds the `metric_inputs` (MultiRC's `question_ids`)."""
+        variant = (split or "").partition("_")[2]
+        suffix = f"_{variant}" if variant else ""
+        return {
+            f"{key}{suffix}": value for key, value in self.metric(predictions, references, **extra).items()
+        }
+
+    def score(self, metrics: Mapping[str, float]) -> float:
+        """The official leaderboard score: the unweighted mean of the `score_keys` metrics."""
+        missing = [key for key in self.score_keys if key not in metrics]
+        if missing:
+            raise ValueError(
+                f"results for {self.name!r} lack {missing}; its official score averages {list(self.score_keys)}"
+            )
+        return float(np.mean([metrics[key] for key in self.score_keys]))
 
     def submission_value(self, prediction: float) -> str | int:
         """What the official submission file holds for one prediction (class id or STS-B score)."""
@@ -200,22 +244,54 @@ def _multirc_hub_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "idx": ids["answer"], "question_id": ids["question"], "passage_id": ids["paragraph"]}
 
 
+def _multirc_submission_lines(
+    answer_ids: list[int], labels: list[Any], question_ids: Sequence[int], passage_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Regroup per-option predictions into the official nested passage -> question -> answer layout."""
+    passages: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for passage, question, answer, label in zip(passage_ids, question_ids, answer_ids, labels, strict=True):
+        passages.setdefault(int(passage), {}).setdefault(int(question), []).append(
+            {"idx": answer, "label": label}
+        )
+    return [
+        {"idx": passage, "passage": {"questions": [{"idx": q, "answers": a} for q, a in questions.items()]}}
+        for passage, questions in passages.items()
+    ]
+
+
 GLUE_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 SUPERGLUE_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl"}
 BINARY = ("0", "1")
 BOOLEAN = ("false", "true")
 NLI_2 = ("entailment", "not_entailment")
+BOOLEAN_NAMES = ("False", "True")
+SENTENCE_PAIR = ("sentence1", "sentence2")
 
 
 def _glue(name: str, folder: str, **fields: Any) -> TaskSpec:
-    """A GLUE task with the release's file names and its official ``<Folder>.tsv`` submission file."""
-    defaults = {"files": GLUE_FILES, "submission_files": {"test": f"{folder}.tsv"}, "hub_config": name}
+    """A GLUE task with the release's file names and its official ``<Folder>.tsv`` submission file. By default
+    the TSV columns are named as the text fields (plus ``index`` and ``label``) and the class names are the
+    label values."""
+    text_columns = {field: field for field in fields["text_fields"]}
+    defaults = {
+        "files": GLUE_FILES,
+        "submission_files": {"test": f"{folder}.tsv"},
+        "hub_config": name,
+        "tsv_columns": {"index": "idx", **text_columns, "label": "label"},
+        "label_names": fields["label_values"],
+    }
     return TaskSpec(name=name, benchmark="glue", folder=folder, **{**defaults, **fields})
 
 
 def _superglue(name: str, folder: str, **fields: Any) -> TaskSpec:
-    """A SuperGLUE task with the v2 release's file names and its official ``<Folder>.jsonl`` submission file."""
-    defaults = {"files": SUPERGLUE_FILES, "submission_files": {"test": f"{folder}.jsonl"}, "hub_config": name}
+    """A SuperGLUE task with the v2 release's file names and its official ``<Folder>.jsonl`` submission file
+    (class names: the label values unless given)."""
+    defaults = {
+        "files": SUPERGLUE_FILES,
+        "submission_files": {"test": f"{folder}.jsonl"},
+        "hub_config": name,
+        "label_names": fields["label_values"],
+    }
     return TaskSpec(name=name, benchmark="superglue", folder=folder, **{**defaults, **fields})
 
 
@@ -228,7 +304,6 @@ _SPECS = [
         label_names=("unacceptable", "acceptable"),
         metric=matthews_correlation,
         score_keys=("matthews_correlation",),
-        tsv_columns={"index": "idx", "sentence": "sentence", "label": "label"},
         headerless_columns=("source", "label", "original_judgment", "sentence"),
     ),
     _glue(
@@ -237,12 +312,11 @@ _SPECS = [
         text_fields=("sentence",),
         label_values=BINARY,
         label_names=("negative", "positive"),
-        tsv_columns={"index": "idx", "sentence": "sentence", "label": "label"},
     ),
     _glue(
         "mrpc",
         "MRPC",
-        text_fields=("sentence1", "sentence2"),
+        text_fields=SENTENCE_PAIR,
         label_values=BINARY,
         label_names=("not_equivalent", "equivalent"),
         metric=accuracy_and_f1,
@@ -268,7 +342,7 @@ _SPECS = [
         "stsb",
         "STS-B",
         problem_type="regression",
-        text_fields=("sentence1", "sentence2"),
+        text_fields=SENTENCE_PAIR,
         label_values=(),
         label_names=(),
         metric=pearson_and_spearman,
@@ -280,7 +354,6 @@ _SPECS = [
         "MNLI",
         text_fields=("premise", "hypothesis"),
         label_values=("entailment", "neutral", "contradiction"),
-        label_names=("entailment", "neutral", "contradiction"),
         score_keys=("accuracy", "accuracy_mismatched"),
         tsv_columns={
             "index": "idx",
@@ -298,43 +371,27 @@ _SPECS = [
         submission_files={"test": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
         hub_splits={"validation": "validation_matched", "test": "test_matched"},
     ),
-    _glue(
-        "qnli",
-        "QNLI",
-        text_fields=("question", "sentence"),
-        label_values=NLI_2,
-        label_names=NLI_2,
-        tsv_columns={"index": "idx", "question": "question", "sentence": "sentence", "label": "label"},
-    ),
-    _glue(
-        "rte",
-        "RTE",
-        text_fields=("sentence1", "sentence2"),
-        label_values=NLI_2,
-        label_names=NLI_2,
-        tsv_columns={"index": "idx", "sentence1": "sentence1", "sentence2": "sentence2", "label": "label"},
-    ),
+    _glue("qnli", "QNLI", text_fields=("question", "sentence"), label_values=NLI_2),
+    _glue("rte", "RTE", text_fields=SENTENCE_PAIR, label_values=NLI_2),
     _glue(
         "wnli",
         "WNLI",
-        text_fields=("sentence1", "sentence2"),
+        text_fields=SENTENCE_PAIR,
         label_values=BINARY,
         label_names=("not_entailment", "entailment"),
-        tsv_columns={"index": "idx", "sentence1": "sentence1", "sentence2": "sentence2", "label": "label"},
     ),
     _superglue(
         "boolq",
         "BoolQ",
         text_fields=("question", "passage"),
         label_values=BOOLEAN,
-        label_names=("False", "True"),
+        label_names=BOOLEAN_NAMES,
     ),
     _superglue(
         "cb",
         "CB",
         text_fields=("premise", "hypothesis"),
         label_values=("entailment", "contradiction", "neutral"),
-        label_names=("entailment", "contradiction", "neutral"),
         metric=accuracy_and_macro_f1,
         score_keys=("accuracy", "macro_f1"),
     ),
@@ -354,7 +411,7 @@ _SPECS = [
         "MultiRC",
         text_fields=("paragraph", "question", "answer"),
         label_values=BINARY,
-        label_names=("False", "True"),
+        label_names=BOOLEAN_NAMES,
         metric=multirc_f1a_and_em,
         score_keys=("f1_a", "exact_match"),
         build=_multirc,
@@ -362,13 +419,15 @@ _SPECS = [
         hub_row=_multirc_hub_row,
         extra_features={"question_id": Value("int64"), "passage_id": Value("int64")},
         submission_labels=(0, 1),
+        metric_columns={"question_ids": "question_id"},
+        submission_columns={"question_ids": "question_id", "passage_ids": "passage_id"},
+        submission_layout=_multirc_submission_lines,
     ),
     _superglue(
         "superglue_rte",
         "RTE",
         text_fields=("premise", "hypothesis"),
         label_values=NLI_2,
-        label_names=NLI_2,
         hub_config="rte",
     ),
     _superglue(
@@ -376,7 +435,7 @@ _SPECS = [
         "WiC",
         text_fields=("word", "sentence1", "sentence2"),
         label_values=BOOLEAN,
-        label_names=("False", "True"),
+        label_names=BOOLEAN_NAMES,
         build=_wic,
     ),
     _superglue(
@@ -384,7 +443,7 @@ _SPECS = [
         "WSC",
         text_fields=("text", "span1_text", "span2_text"),
         label_values=BOOLEAN,
-        label_names=("False", "True"),
+        label_names=BOOLEAN_NAMES,
         build=_wsc,
         unnest=_wsc_target,
         # Capitalised in WSC submissions only, as written by jiant (the SuperGLUE authors' toolkit).
@@ -535,21 +594,6 @@ def load_task(
     return datasets.DatasetDict(loaded)
 
 
-def _multirc_submission_lines(
-    answer_ids: list[int], labels: list[Any], question_ids: Sequence[int], passage_ids: Sequence[int]
-) -> list[dict[str, Any]]:
-    """Regroup per-option predictions into the official nested passage -> question -> answer layout."""
-    passages: dict[int, dict[int, list[dict[str, Any]]]] = {}
-    for passage, question, answer, label in zip(passage_ids, question_ids, answer_ids, labels, strict=True):
-        passages.setdefault(int(passage), {}).setdefault(int(question), []).append(
-            {"idx": answer, "label": label}
-        )
-    return [
-        {"idx": passage, "passage": {"questions": [{"idx": q, "answers": a} for q, a in questions.items()]}}
-        for passage, questions in passages.items()
-    ]
-
-
 def write_test_predictions(
     task_name: str,
     idx: Sequence[int],
@@ -557,17 +601,17 @@ def write_test_predictions(
     output_dir: str | Path,
     *,
     split: str = "test",
-    question_ids: Sequence[int] | None = None,
-    passage_ids: Sequence[int] | None = None,
+    **columns: Sequence[int],
 ) -> Path:
     """Write test predictions in the official submission format and return the file path.
 
     ``idx`` are the examples' ``idx`` values, ``predictions`` class ids (STS-B: scores). GLUE gets
     ``<Task>.tsv`` with an ``index<TAB>prediction`` header and official label strings (MNLI: pass
     ``split="test"`` for ``MNLI-m.tsv`` and ``split="test_mismatched"`` for ``MNLI-mm.tsv``).
-    SuperGLUE gets ``<Task>.jsonl`` lines ``{"idx": ..., "label": ...}``; for MultiRC, whose rows
-    are answer options, also pass the rows' ``question_ids`` and ``passage_ids`` to rebuild the
-    official nested layout.
+    SuperGLUE gets ``<Task>.jsonl`` lines ``{"idx": ..., "label": ...}``; a task with
+    ``submission_columns`` also needs them, one per prediction (MultiRC, whose rows are answer
+    options: ``question_ids`` and ``passage_ids``, to rebuild the official nested layout; see
+    ``TaskSpec.submission_inputs``).
     """
     spec = get_task(task_name)
     if split not in spec.submission_files:
@@ -577,6 +621,9 @@ def write_test_predictions(
     indices = [int(i) for i in idx]
     if len(indices) != len(predictions):
         raise ValueError(f"got {len(predictions)} predictions for {len(indices)} idx values")
+    if set(columns) != set(spec.submission_columns) or any(len(v) != len(indices) for v in columns.values()):
+        needed = " and ".join(spec.submission_columns) or "no other columns"
+        raise ValueError(f"{task_name} submissions need {needed}, one per prediction (got {sorted(columns)})")
     labels = [spec.submission_value(prediction) for prediction in predictions]
     path = Path(output_dir) / spec.submission_files[split]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -585,15 +632,42 @@ def write_test_predictions(
         rows = "".join(f"{index}\t{label}\n" for index, label in zip(indices, labels))
         path.write_text("index\tprediction\n" + rows, encoding="utf-8")
         return path
-    if spec.name == "multirc":
-        if (
-            question_ids is None
-            or passage_ids is None
-            or not len(question_ids) == len(passage_ids) == len(indices)
-        ):
-            raise ValueError("multirc submissions need question_ids and passage_ids, one per prediction")
-        lines = _multirc_submission_lines(indices, labels, question_ids, passage_ids)
+    if spec.submission_layout is not None:
+        lines = spec.submission_layout(indices, labels, **columns)
     else:
         lines = [{"idx": index, "label": label} for index, label in zip(indices, labels)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def compute_task_metrics(
+    task_name: str,
+    predictions: Sequence[float] | np.ndarray,
+    references: Sequence[float] | np.ndarray,
+    *,
+    split: str | None = None,
+    **extra: Sequence[int],
+) -> dict[str, float]:
+    """Official metrics of `task_name` (a key of `TASKS`); see `TaskSpec.compute_metrics`."""
+    return get_task(task_name).compute_metrics(predictions, references, split=split, **extra)
+
+
+def benchmark_average(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Official leaderboard score of each task, plus one average per benchmark present.
+
+    As on the GLUE and SuperGLUE leaderboards, a task with several metrics scores the unweighted
+    mean of them (MRPC: accuracy and F1; STS-B: Pearson and Spearman; MNLI: matched and mismatched
+    accuracy; CB: accuracy and macro-F1; MultiRC: F1a and EM), and the benchmark score is the
+    unweighted mean over tasks. The averages are keyed `glue_average` / `superglue_average`; they
+    equal the official score only when every task of the benchmark is in `results`. Values keep the
+    scale of the inputs (0-1 unless the caller scaled them); other keys such as losses are ignored.
+    """
+    scores: dict[str, float] = {}
+    by_benchmark: dict[str, list[float]] = defaultdict(list)
+    for task_name, metrics in results.items():
+        spec = get_task(task_name)
+        scores[task_name] = spec.score(metrics)
+        by_benchmark[spec.benchmark].append(scores[task_name])
+    for benchmark, task_scores in by_benchmark.items():
+        scores[f"{benchmark}_average"] = float(np.mean(task_scores))
+    return scores

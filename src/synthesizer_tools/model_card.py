@@ -1,6 +1,7 @@
 """Model cards and Hub-ready folders for Synthesizer checkpoints.
 
-`render_model_card` fills `model_cards/TEMPLATE.md` from what a checkpoint folder records about itself:
+`render_model_card` fills the card template (`templates/model_card.md`, shipped with this package) from what a
+checkpoint folder records about itself:
 `config.json` (the attention variant, sizes), `run_info.json` (written by the training scripts: command, data,
 steps, timings) and result files (`eval_results.json` of pretraining, `summary.json` of `run_glue.py`), so
 every number in a card comes with the command that produced it. `prepare_hub_folder` writes the exact folder
@@ -20,15 +21,15 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from . import AUTO_CLASSES
-from . import modeling_synthesizer as modeling
-from .configuration_synthesizer import SynthesizerConfig, parse_attention_type
-from .synthesizers import SYNTHESIZERS
+from synthesizer_hf import AUTO_CLASSES
+from synthesizer_hf import modeling_synthesizer as modeling
+from synthesizer_hf.configuration_synthesizer import SynthesizerConfig, parse_attention_type
+from synthesizer_hf.synthesizers import SYNTHESIZERS
+
+from .bundled import MODEL_CARD_TEMPLATE
+from .records import EVAL_RESULTS_FILE, RUN_INFO_FILE, count_parameters, read_json
 
 PathLike = str | os.PathLike
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "TEMPLATE.md"
-RUN_INFO_FILE = "run_info.json"
-EVAL_RESULTS_FILE = "eval_results.json"
 
 # name -> (paper name, one-line equation of the logits S_h(X), what it means), from the registry
 ATTENTION_VARIANTS: dict[str, tuple[str, str, str]] = {
@@ -71,11 +72,11 @@ def architecture_class(config: SynthesizerConfig) -> type[PreTrainedModel]:
     return model_class
 
 
-def count_parameters(config: SynthesizerConfig) -> int:
-    """Trainable + frozen parameters of the config's head, tied weights counted once; built on the meta device."""
+def parameter_count(config: SynthesizerConfig) -> int:
+    """Parameters of the config's head (tied weights once; a frozen R is a buffer), built on the meta device."""
     with torch.device("meta"):
         model = architecture_class(config)(config)
-    return model.num_parameters()
+    return count_parameters(model)["parameters"]
 
 
 def describe_attention(config: SynthesizerConfig, decoder: bool = False) -> str:
@@ -135,10 +136,6 @@ def variant_summary(config: SynthesizerConfig) -> str:
     return f"encoder self-attention {encoder}; decoder self-attention {decoder}."
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def details_table(config: SynthesizerConfig, num_parameters: int) -> str:
     """The size table of the card."""
     rows = [
@@ -162,10 +159,11 @@ def details_table(config: SynthesizerConfig, num_parameters: int) -> str:
         ("Max positions", str(config.max_position_embeddings)),
         ("Vocabulary", f"{config.vocab_size:,}"),
     ]
-    if _components(config) & {"factorized_random"}:
-        rows.append(("Factorized random rank k", str(config.factorized_random_rank)))
-    if _components(config) & {"factorized_dense"}:
-        rows.append(("Factorized dense a x b", f"{config.factorized_dense_a} x {config.factorized_dense_b}"))
+    for name in sorted(_components(config)):  # the sizes each synthesizer in use reads, from the registry
+        synthesizer = SYNTHESIZERS[name]
+        for field in synthesizer.config_fields:
+            if field != "synthesizer_length":  # in the table already
+                rows.append((f"{synthesizer.paper_name}: `{field}`", str(getattr(config, field))))
     if (
         getattr(config, "id2label", None)
         and len(config.id2label) > 1
@@ -179,7 +177,7 @@ def training_section(run_info: Mapping[str, Any] | None) -> str:
     """How the checkpoint was trained, from the run_info.json the training scripts write."""
     if not run_info:
         return "No training record (`run_info.json`) was found next to the weights."
-    args = run_info.get("arguments", {})
+    args = {**run_info.get("training_arguments", {}), **run_info.get("arguments", {})}
     lines = [f"- Script: `{run_info.get('script', '?')}` ({run_info.get('objective', 'fine-tuning')})."]
     if args.get("train_files"):
         lines.append(f"- Data: {', '.join(f'`{Path(p).name}`' for p in args['train_files'])}.")
@@ -208,7 +206,8 @@ def training_section(run_info: Mapping[str, Any] | None) -> str:
     batch = args.get("per_device_train_batch_size", 0) * args.get("gradient_accumulation_steps", 1)
     batch *= run_info.get("world_size", 1)
     optimisation = (
-        f"- Optimisation: AdamW, learning rate {args.get('learning_rate')}, warmup {args.get('warmup_steps')}, "
+        f"- Optimisation: `{args.get('optim', 'adamw_torch')}`, learning rate {args.get('learning_rate')}, "
+        f"warmup {args.get('warmup_steps')}, "
         f"weight decay {args.get('weight_decay')}, batch {batch}"
     )
     if steps and steps > 0:
@@ -263,7 +262,7 @@ def results_section(results: Sequence[tuple[Path, Mapping[str, Any]]]) -> str:
                 if isinstance(value, int | float) and not key.endswith(_BOOKKEEPING_KEYS)
             ]
             title = f"Evaluation (`{path.name}`)"
-            run_info = _read_json(path.parent / RUN_INFO_FILE)
+            run_info = read_json(path.parent / RUN_INFO_FILE)
             command = run_info.get("command") if run_info else None
         block = f"### {title}\n\n" + "\n".join(rows)
         if command:
@@ -328,8 +327,12 @@ def limitations(config: SynthesizerConfig, num_parameters: int, run_info: Mappin
             "learned alignment is tied to absolute positions."
         )
     if components & INPUT_INDEPENDENT_COMPONENTS:
+        names = " and ".join(
+            SYNTHESIZERS[name].paper_name for name in sorted(components & INPUT_INDEPENDENT_COMPONENTS)
+        )
         items.append(
-            "Random synthesizers attend by position, not content: the same weights are used for every input."
+            f"Input-independent synthesizers ({names}) attend by position, not content: the same weights are "
+            "used for every input."
         )
     data = " ".join((run_info or {}).get("arguments", {}).get("train_files") or [])
     if "pretrain.txt" in data or "wikitext" in data.lower():
@@ -369,19 +372,16 @@ def render_model_card(
     as the `summary.json` of `scripts/run_glue.py`.
     """
     model_dir = Path(model_dir)
-    template_path = Path(template) if template else TEMPLATE_PATH
+    template_path = Path(template) if template else MODEL_CARD_TEMPLATE
     if not template_path.is_file():
-        raise FileNotFoundError(
-            f"model card template not found at {template_path}; pass template= (model_cards/TEMPLATE.md of "
-            "the synthesizer-hf repository)"
-        )
+        raise FileNotFoundError(f"model card template not found at {template_path}")
     config = AutoConfig.from_pretrained(model_dir)
     if not isinstance(config, SynthesizerConfig):
         raise ValueError(f"{model_dir} is not a Synthesizer checkpoint (model_type {config.model_type!r})")
-    run_info = _read_json(model_dir / RUN_INFO_FILE)
+    run_info = read_json(model_dir / RUN_INFO_FILE)
     own = [model_dir / EVAL_RESULTS_FILE] if (model_dir / EVAL_RESULTS_FILE).is_file() else []
     extra = [p for p in map(Path, results) if p.resolve() not in {o.resolve() for o in own}]
-    num_parameters = count_parameters(config)
+    num_parameters = parameter_count(config)
     head = architecture_class(config).__name__
     attention = describe_attention(config)
     if getattr(config, "is_encoder_decoder", False):
@@ -456,8 +456,8 @@ def prepare_hub_folder(
 
 __all__ = [
     "ATTENTION_VARIANTS",
-    "count_parameters",
     "describe_attention",
+    "parameter_count",
     "prepare_hub_folder",
     "render_model_card",
 ]

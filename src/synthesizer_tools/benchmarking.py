@@ -6,13 +6,13 @@ against HF `BertForMaskedLM` (sdpa) and against the project's own `dot`, so that
 machine cancels as far as it can. Peak memory comes from a fresh process per configuration (a child forked
 from a forkserver that has only imported the libraries), decoding from `generate` on causal LMs.
 
-`scripts/benchmark.py` is the command-line entry point; `main` here does the work.
+`main(argv)` is the command line (`python -m synthesizer_tools.benchmarking --help`). The variants measured by
+default are every synthesizer of the registry alone and, for those without token keys, mixed with `dot`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import gc
 import hashlib
@@ -21,10 +21,8 @@ import math
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -34,13 +32,16 @@ from typing import Any
 
 import psutil
 import torch
-import transformers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
-from .caching import cache_storage_bytes
-from .configuration_synthesizer import SynthesizerConfig
-from .modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM, output_cache
+import synthesizer_hf
+from synthesizer_hf.caching import cache_storage_bytes
+from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
+from synthesizer_hf.modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM, output_cache
+from synthesizer_hf.synthesizers import SYNTHESIZERS
+
+from .records import command_line, count_parameters, environment_info
 
 # Model dims; "micro" only exists so that the smoke test finishes in seconds.
 SIZES: dict[str, dict[str, int]] = {
@@ -57,21 +58,12 @@ BASELINE = "bert-sdpa"
 BERT_WITHOUT_ATTENTION_DROPOUT = "bert-sdpa-attn-dropout-0"
 DECODER_BASELINE = "gpt2-sdpa"
 REFERENCE_VARIANT = "dot"
-VARIANTS = (
-    "dot",
-    "random",
-    "fixed_random",
-    "factorized_random",
-    "dense",
-    "factorized_dense",
-    "random+dot",
-    "dense+dot",
-    "factorized_random+dot",
-    "symmetric_dot",
-    "pairwise_dot",
-)
-# Decoders whose layers have no dot-product component cache values only.
-PURE_SYNTHESIZERS = ("random", "fixed_random", "factorized_random", "dense", "factorized_dense")
+# Every synthesizer alone, then those without token keys mixed with dot-product attention (the paper's R+V,
+# D+V, FR+V, ...): a new synthesizer class is benchmarked without editing this module.
+PURE_SYNTHESIZERS = tuple(name for name, cls in SYNTHESIZERS.items() if not cls.uses_token_keys)
+VARIANTS = (*SYNTHESIZERS, *(f"{name}+{REFERENCE_VARIANT}" for name in PURE_SYNTHESIZERS))
+# Input-independent synthesizers (random and its relatives): one softmax serves the whole batch.
+RANDOM_FAMILY = tuple(name for name, cls in SYNTHESIZERS.items() if cls.input_independent)
 MODES = ("train", "inference")
 PAD_TOKEN_ID = 0
 
@@ -192,14 +184,6 @@ def make_batch(
     chosen = torch.rand(batch_size, length, generator=generator) < 0.15
     labels = torch.where(chosen & attention_mask.bool(), input_ids, -100)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Parameter count (tied weights once) and buffer elements (e.g. the frozen R of fixed_random)."""
-    return {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "buffer_elements": sum(b.numel() for b in model.buffers()),
-    }
 
 
 def _cpu_flash_forward_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -526,7 +510,6 @@ class Target:
     at_least: bool = True
 
 
-RANDOM_FAMILY = ("random", "fixed_random", "factorized_random")
 LONG = (512, 1024, 2048, 4096)
 TARGETS = (
     Target("training >= 1.5x BERT at L=2048", RANDOM_FAMILY, "train_vs_bert", (2048,), 1.5),
@@ -552,10 +535,11 @@ TARGETS = (
     Target("training >= 0.9x BERT at L=512", ("dense+dot",), "train_vs_bert", (512,), 0.9),
     Target("training >= 40% of FLOP limit at L=512", VARIANTS, "train_flop_fraction", (512,), 0.4),
     Target("decoder cache bytes/token <= 0.55x GPT-2", PURE_SYNTHESIZERS, "cache_vs_gpt2", (0,), 0.55, False),
+    # (PURE_SYNTHESIZERS: decoders whose layers have no dot-product component cache values only)
 )
 
 
-def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+def compare_contenders(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (size, length, contender): ratios vs BERT-sdpa and vs dot, memory, FLOP-limit fraction."""
     peak = results["matmul_peak"]["peak_gflops"] * 1e9
     speed = {(r["size"], r["length"], r["contender"], r["mode"]): r for r in results["throughput"]}
@@ -690,7 +674,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Command: `{env['command']}`  ",
         f"Machine: {env['cpu_model']}, {env['logical_cpus']} logical CPUs; torch threads used: "
         f"{settings['threads']}; torch {env['torch']}, transformers {env['transformers']}; "
-        f"git {env['git_commit']} (model source sha256 {env['model_source_sha256']}{changed}); started {env['started']}; wall time {results['wall_seconds']:.0f} s.  ",
+        f"synthesizer-hf {env.get('synthesizer_hf', '?')} (model source sha256 {env['model_source_sha256']}{changed}); "
+        f"started {env['started']}; wall time {results['wall_seconds']:.0f} s.  ",
         f"Batch: {settings['tokens']} token positions (batch = tokens / L), "
         f"{100 * settings['pad_fraction']:.0f}% of rows (rounded up) right-padded to a random shorter length; "
         f"vocab {settings['vocab_size']}; medians over {settings['rounds']} interleaved rounds.  ",
@@ -844,36 +829,17 @@ def plot(results: dict[str, Any], out: Path) -> list[str]:
 
 def source_digest() -> str:
     """Short sha256 of the model sources: which model code the numbers belong to."""
+    package = Path(synthesizer_hf.__file__).parent
     names = ("configuration_synthesizer.py", "modeling_synthesizer.py", "synthesizers.py")
-    return hashlib.sha256(
-        b"".join((Path(__file__).parent / name).read_bytes() for name in names)
-    ).hexdigest()[:12]
+    return hashlib.sha256(b"".join((package / name).read_bytes() for name in names)).hexdigest()[:12]
 
 
-def environment(argv: list[str]) -> dict[str, Any]:
+def environment(argv: list[str], program: str | None = None) -> dict[str, Any]:
     """Machine, versions and command, so every table can be traced to how it was made."""
-    cpu_model = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu_model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     return {
-        "command": " ".join(["python", "scripts/benchmark.py", *argv]),
+        "command": command_line(argv, program),
         "model_source_sha256": source_digest(),
-        "cpu_model": cpu_model,
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "git_commit": commit,
+        **environment_info(),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -938,8 +904,11 @@ def parse_args(argv: list[str]) -> Settings:
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark, write results.json, results.md and the plots to `--out`; return the results."""
+def main(argv: list[str] | None = None, program: str | None = None) -> dict[str, Any]:
+    """Run the benchmark, write results.json, results.md and the plots to `--out`; return the results.
+
+    `program` names the command in the results (default: the running program, `sys.argv[0]`).
+    """
     argv = sys.argv[1:] if argv is None else argv
     settings = parse_args(argv)
     out = Path(settings.out)
@@ -948,7 +917,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
     machine_state()  # start psutil's CPU-percent interval
-    results: dict[str, Any] = {"environment": environment(argv), "settings": asdict(settings)}
+    results: dict[str, Any] = {"environment": environment(argv, program), "settings": asdict(settings)}
     peak_at_start = matmul_peak()
     phases = results["phase_seconds"] = {}
 
@@ -976,7 +945,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best = max(peak_at_start["peak_gflops"], peak_at_end["peak_gflops"])
     results["matmul_peak"] = {"start": peak_at_start, "end": peak_at_end, "peak_gflops": best}
     results["environment"]["model_source_sha256_at_end"] = source_digest()
-    results["summary"] = summarize(results)
+    results["summary"] = compare_contenders(results)
     results["targets"] = evaluate_targets(results)
     results["wall_seconds"] = time.perf_counter() - start
     results["plots"] = plot(results, out)
@@ -989,4 +958,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-__all__ = ["SIZES", "TARGETS", "VARIANTS", "Settings", "main"]
+__all__ = ["PURE_SYNTHESIZERS", "RANDOM_FAMILY", "SIZES", "TARGETS", "VARIANTS", "Settings", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -14,16 +14,12 @@ from pathlib import Path
 from typing import IO
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # The order fixes the ids: [PAD] = 0 is what pad_token_id / decoder_start_token_id defaults in the configs assume.
 SPECIAL_TOKENS = [PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN]
 MODEL_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
-
-# Small real samples bundled with the package so the demo runs on a fresh clone (see demo_data/README.md).
-DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo_data"
-DEMO_PRETRAIN_FILE = DEMO_DATA_DIR / "pretrain.txt.gz"
 
 _TEXT_SUFFIXES = (".txt", ".txt.gz")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -136,3 +132,29 @@ def train_tokenizer(
         padding_side="right",
         truncation_side="right",
     )
+
+
+def load_or_train_tokenizer(
+    folder: PathLike, texts: Iterable[str], vocab_size: int, model_max_length: int
+) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in `folder`, or one trained on `texts` (read only then) and saved there.
+
+    Reusing the saved tokenizer keeps a resumed or repeated run on the same vocabulary.
+    """
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(folder)
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=model_max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def special_token_fields(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """Config fields that follow from a tokenizer of this recipe: the vocabulary size and [PAD] = pad,
+    [CLS] = bos, [SEP] = eos (what generation starts and stops with)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }

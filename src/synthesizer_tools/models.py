@@ -1,0 +1,140 @@
+"""Configs and models from the script arguments: from scratch, from a saved checkpoint or from a BERT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import (
+    AutoModelForMultipleChoice,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from synthesizer_hf.bert_warm_start import from_bert
+from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
+from synthesizer_hf.modeling_synthesizer import (
+    SynthesizerForMultipleChoice,
+    SynthesizerForSequenceClassification,
+    SynthesizerPreTrainedModel,
+)
+
+from .arguments import ModelArguments, Seq2SeqModelArguments
+from .tasks import TaskSpec
+from .tokenization import special_token_fields
+
+
+def attention_spec(values: str | Sequence[str] | None) -> str | list[str] | None:
+    """An --attention_type value (one string, or one per layer) -> the config's `attention_type`."""
+    if values is None or isinstance(values, str):
+        return values
+    return values[0] if len(values) == 1 else list(values)
+
+
+def build_config(
+    architecture: ModelArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    *,
+    decoder: bool = False,
+    **extra: Any,
+) -> SynthesizerConfig:
+    """Config of a model trained from scratch, with the special-token ids of `tokenizer`.
+
+    With `decoder` (a `SynthesizerForSeq2SeqLM`), `Seq2SeqModelArguments` also shape the decoder: [SEP] ends a
+    target and [PAD] starts the decoder, as T5 uses </s> and <pad>.
+    """
+    if decoder:
+        if not isinstance(architecture, Seq2SeqModelArguments):
+            raise TypeError("an encoder-decoder config needs Seq2SeqModelArguments")
+        extra = dict(
+            decoder_attention_type=attention_spec(architecture.decoder_attention_type),
+            num_decoder_layers=architecture.num_decoder_layers,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            **extra,
+        )
+    return SynthesizerConfig(
+        **special_token_fields(tokenizer),
+        hidden_size=architecture.hidden_size,
+        num_hidden_layers=architecture.num_layers,
+        num_attention_heads=architecture.num_heads,
+        intermediate_size=architecture.intermediate_size,
+        max_position_embeddings=max_seq_length,
+        synthesizer_length=architecture.synthesizer_length,
+        attention_type=attention_spec(architecture.attention_type),
+        hidden_dropout_prob=architecture.dropout,
+        attention_probs_dropout_prob=architecture.dropout,
+        **extra,
+    )
+
+
+def bert_warm_start(
+    bert_folder: str, head: str, architecture: ModelArguments, max_seq_length: int, **config: Any
+) -> SynthesizerPreTrainedModel:
+    """The --init_from_bert model with --attention_type; L defaults to --max_seq_length, as from scratch."""
+    return from_bert(
+        bert_folder,
+        head=head,
+        attention_type=attention_spec(architecture.attention_type),
+        synthesizer_length=architecture.synthesizer_length or max_seq_length,
+        **config,
+    )
+
+
+def task_head_config(spec: TaskSpec) -> dict[str, Any]:
+    """Config fields of the task's head: labels and problem type (none for multiple choice)."""
+    if spec.problem_type == "classification":
+        labels = dict(enumerate(spec.label_names))
+        return dict(
+            num_labels=spec.num_labels,
+            id2label=labels,
+            label2id={name: i for i, name in labels.items()},
+            problem_type="single_label_classification",
+        )
+    if spec.problem_type == "regression":
+        return dict(num_labels=1, problem_type="regression")
+    return {}
+
+
+def load_task_model(
+    spec: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    *,
+    model_name_or_path: str | None = None,
+    init_from_bert: str | None = None,
+    architecture: ModelArguments | None = None,
+) -> PreTrainedModel:
+    """The model to fine-tune on a task: a saved checkpoint with a new head (`model_name_or_path`), a BERT
+    converted with `architecture.attention_type` (`init_from_bert`), or else a model from scratch of
+    `architecture`."""
+    head_config = task_head_config(spec)
+    multiple_choice = spec.problem_type == "multiple_choice"
+    if model_name_or_path is None and architecture is None:
+        raise ValueError("load_task_model needs model_name_or_path or the architecture of a new model")
+    if model_name_or_path is None and init_from_bert is None:
+        model_class = (
+            SynthesizerForMultipleChoice if multiple_choice else SynthesizerForSequenceClassification
+        )
+        return model_class(build_config(architecture, tokenizer, max_seq_length, **head_config))
+    if model_name_or_path is None:
+        head = "multiple_choice" if multiple_choice else "sequence_classification"
+        return bert_warm_start(init_from_bert, head, architecture, max_seq_length, **head_config)
+    auto_class = AutoModelForMultipleChoice if multiple_choice else AutoModelForSequenceClassification
+    model = auto_class.from_pretrained(model_name_or_path, **head_config)
+    if max_seq_length > model.config.max_position_embeddings:
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
+            f"({model.config.max_position_embeddings}), the longest input it was built for"
+        )
+    return model
+
+
+__all__ = [
+    "attention_spec",
+    "bert_warm_start",
+    "build_config",
+    "load_task_model",
+    "task_head_config",
+]
