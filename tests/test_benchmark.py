@@ -56,3 +56,19 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert (tmp_path / "results.md").read_text().startswith("# Benchmark results")
     for name in results["plots"]:
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_equal_configuration_gives_every_contender_the_same_dropout_and_head_work():
+    from synthesizer_tools.benchmarking import masked_lm_config
+
+    bert, synthesizer = (
+        masked_lm_config(name, "micro", 32, 100, "equal") for name in ("bert-sdpa", "random")
+    )
+    assert bert.attention_probs_dropout_prob == synthesizer.attention_probs_dropout_prob == 0.0
+    assert not synthesizer.sparse_prediction  # vocabulary logits at every token, as BERT computes them
+    bert, synthesizer = (
+        masked_lm_config(name, "micro", 32, 100, "defaults") for name in ("bert-sdpa", "random")
+    )
+    assert bert.attention_probs_dropout_prob == 0.1 and synthesizer.sparse_prediction
+    with pytest.raises(ValueError, match="configuration"):
+        masked_lm_config("random", "micro", 32, 100, "fastest")

@@ -94,23 +94,33 @@ class Settings:
     profile_steps: int = 2
     seed: int = 0
     size_lengths: dict[str, list[int]] = field(default_factory=dict)
+    configuration: str = "equal"  # see masked_lm_config
 
     def lengths_of(self, size: str) -> list[int]:
         """The sequence lengths measured for one size (`size_lengths` overrides `lengths`)."""
         return self.size_lengths.get(size, self.lengths)
 
 
-def masked_lm_config(contender: str, size: str, length: int, vocab_size: int):
+CONFIGURATIONS = ("equal", "defaults")
+
+
+def masked_lm_config(contender: str, size: str, length: int, vocab_size: int, configuration: str = "equal"):
     """Config of one encoder contender; position tables (and the synthesizer length L) cover `length`.
 
-    Every contender runs with its library's defaults: HF BERT with attention dropout 0.1, the Synthesizers
-    with attention dropout 0 and `sparse_prediction` (vocabulary logits only at the masked positions when
-    labels are given, as the pretraining script trains). `bert-sdpa-attn-dropout-0` shows BERT without
-    attention dropout, which lets its SDPA call use the fused kernel in training too.
+    `equal` (the headline comparison): every contender does the same work besides attention: attention
+    dropout 0 (so HF BERT-sdpa takes its fused kernel, as the Synthesizers' fast paths do) and vocabulary
+    logits at every token. `defaults`: each library's defaults: HF BERT with attention dropout 0.1, the
+    Synthesizers with attention dropout 0 and `sparse_prediction` (vocabulary logits only at the masked
+    positions, as the pretraining script trains); `bert-sdpa-attn-dropout-0` then shows BERT without
+    attention dropout.
     """
+    if configuration not in CONFIGURATIONS:
+        raise ValueError(f"configuration must be one of {CONFIGURATIONS}, got {configuration!r}.")
     dims = SIZES[size]
+    equal = configuration == "equal"
     if contender in (BASELINE, BERT_WITHOUT_ATTENTION_DROPOUT):
-        extra = {"attention_probs_dropout_prob": 0.0} if contender == BERT_WITHOUT_ATTENTION_DROPOUT else {}
+        no_dropout = equal or contender == BERT_WITHOUT_ATTENTION_DROPOUT
+        extra = {"attention_probs_dropout_prob": 0.0} if no_dropout else {}
         return BertConfig(
             vocab_size=vocab_size, max_position_embeddings=length, attn_implementation="sdpa", **dims, **extra
         )
@@ -119,15 +129,18 @@ def masked_lm_config(contender: str, size: str, length: int, vocab_size: int):
         vocab_size=vocab_size,
         max_position_embeddings=length,
         attn_implementation="sdpa",
-        sparse_prediction=True,
+        attention_probs_dropout_prob=0.0,
+        sparse_prediction=not equal,
         **dims,
     )
 
 
-def build_masked_lm(contender: str, size: str, length: int, vocab_size: int, seed: int) -> PreTrainedModel:
+def build_masked_lm(
+    contender: str, size: str, length: int, vocab_size: int, seed: int, configuration: str = "equal"
+) -> PreTrainedModel:
     """HF BERT-sdpa or `SynthesizerForMaskedLM`, built from a config with seeded weights."""
     torch.manual_seed(seed)
-    config = masked_lm_config(contender, size, length, vocab_size)
+    config = masked_lm_config(contender, size, length, vocab_size, configuration)
     return BertForMaskedLM(config) if isinstance(config, BertConfig) else SynthesizerForMaskedLM(config)
 
 
@@ -291,7 +304,11 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
     batch = make_batch(batch_size, length, settings.vocab_size, settings.pad_fraction, settings.seed)
     before = machine_state()
     contenders = [
-        EncoderContender(name, build_masked_lm(name, size, length, settings.vocab_size, settings.seed), batch)
+        EncoderContender(
+            name,
+            build_masked_lm(name, size, length, settings.vocab_size, settings.seed, settings.configuration),
+            batch,
+        )
         for name in settings.contenders
     ]
     # Matmul FLOPs per token do not depend on the batch size: count them on one row.
@@ -353,7 +370,14 @@ def memory_child(spec: dict[str, Any], connection) -> None:
     """
     torch.set_num_threads(spec["threads"])
     baseline = max_rss_bytes()
-    model = build_masked_lm(spec["contender"], spec["size"], spec["length"], spec["vocab_size"], spec["seed"])
+    model = build_masked_lm(
+        spec["contender"],
+        spec["size"],
+        spec["length"],
+        spec["vocab_size"],
+        spec["seed"],
+        spec["configuration"],
+    )
     batch_size = max(1, spec["tokens"] // spec["length"])
     batch = make_batch(batch_size, spec["length"], spec["vocab_size"], spec["pad_fraction"], spec["seed"])
     contender = EncoderContender(spec["contender"], model, batch)
@@ -475,7 +499,9 @@ def profile_training(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     result = {}
     for name in settings.profile_contenders:
         contender = EncoderContender(
-            name, build_masked_lm(name, size, length, settings.vocab_size, settings.seed), batch
+            name,
+            build_masked_lm(name, size, length, settings.vocab_size, settings.seed, settings.configuration),
+            batch,
         )
         contender.train_step()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
@@ -680,7 +706,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{100 * settings['pad_fraction']:.0f}% of rows (rounded up) right-padded to a random shorter length; "
         f"vocab {settings['vocab_size']}; medians over {settings['rounds']} interleaved rounds.  ",
         f"fp32 matmul peak of this machine at {settings['threads']} thread(s): "
-        f"{results['matmul_peak']['peak_gflops']:.1f} GFLOP/s (FLOP limit = peak / FLOPs per token).",
+        f"{results['matmul_peak']['peak_gflops']:.1f} GFLOP/s (FLOP limit = peak / FLOPs per token).  ",
+        "Configuration: "
+        + (
+            "**equal** (every contender: attention dropout 0, vocabulary logits at every token)."
+            if settings.get("configuration", "equal") == "equal"
+            else "**library defaults** (HF BERT: attention dropout 0.1; Synthesizers: attention dropout 0, "
+            "logits only at masked positions)."
+        ),
     ]
     for size in settings["sizes"]:
         dims = SIZES[size]
@@ -871,6 +904,13 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--decode-prompt", type=int)
     parser.add_argument("--decode-new-tokens", type=int)
     parser.add_argument("--profile-size", choices=list(SIZES))
+    parser.add_argument(
+        "--configuration",
+        choices=CONFIGURATIONS,
+        default="equal",
+        help="equal: the same attention dropout (0) and head work (logits at every token) for every contender; "
+        "defaults: each library's defaults",
+    )
     parser.add_argument("--out", default="runs/benchmark", help="results directory")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -895,6 +935,7 @@ def parse_args(argv: list[str]) -> Settings:
         for name, lengths in (item.split("=") for item in chosen["size_lengths"])
     }
     return Settings(
+        configuration=args.configuration,
         threads=args.threads,
         contenders=args.contenders,
         memory=not args.no_memory,
