@@ -25,7 +25,7 @@ install-oldest: .venv-oldest/bin/python
 
 install-newest: .venv-newest/bin/python
 	.venv-newest/bin/pip install --quiet $(TORCH)
-	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev]"
+	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev,peft,onnx]"
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/demo.py --output_dir runs/demo

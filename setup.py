@@ -15,6 +15,9 @@ TRAIN = [
 ]
 PLOTS = ["matplotlib>=3.8"]
 BENCHMARK = ["psutil>=5.9"]
+# Tested on the newest end only (`make test-newest` installs them; their tests skip where they are absent).
+PEFT = ["peft>=0.21"]
+ONNX = ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]
 
 setup(
     name="synthesizer-hf",
@@ -48,6 +51,8 @@ setup(
         "train": TRAIN,
         "plots": PLOTS,
         "benchmark": BENCHMARK,
+        "peft": PEFT,
+        "onnx": ONNX,
         "dev": [*TRAIN, *PLOTS, *BENCHMARK, "pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "ruff>=0.6"],
     },
 )

@@ -202,8 +202,11 @@ class SynthesizerEmbeddings(nn.Module):
                 f"({self.max_position_embeddings}). Truncate the inputs or use a model built for longer inputs."
             )
         if inputs_embeds is None:
-            if input_ids.numel() and (
-                input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings
+            # a value-dependent check: eager only (torch.compile and torch.export / ONNX cannot branch on values)
+            if (
+                not torch.compiler.is_compiling()
+                and input_ids.numel()
+                and (input_ids.min() < 0 or input_ids.max() >= self.word_embeddings.num_embeddings)
             ):
                 raise ValueError(
                     f"input_ids must lie in [0, {self.word_embeddings.num_embeddings}) (the vocab_size); got values "

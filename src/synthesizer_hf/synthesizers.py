@@ -52,6 +52,10 @@ class Positions:
 
 def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, start: int, length: int):
     """Rows of a `[heads, L, ...]` table for the given positions, as `[batch | 1, heads, length, ...]`."""
+    if positions is None and torch.compiler.is_exporting():
+        # torch.export: slicing the L rows to a symbolic length fixes the exported graph to length < L or = L
+        # (guards on the slice's layout); rows gathered by index serve every length up to L
+        positions = torch.arange(start, start + length, device=table.device)[None]
     if positions is None:
         if start == 0 and length == table.shape[1]:  # the whole table: no slice (its backward fills a copy)
             return table.unsqueeze(0)
@@ -61,6 +65,8 @@ def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, st
 
 def select_columns(logits: torch.Tensor, positions: torch.LongTensor | None, length: int) -> torch.Tensor:
     """Last-axis entries of `[batch | 1, heads, q, L]` logits for the key positions."""
+    if positions is None and torch.compiler.is_exporting():  # torch.export: gathered, as in select_positions
+        positions = torch.arange(length, device=logits.device)[None]
     if positions is None:
         return logits if length == logits.shape[-1] else logits[..., :length]
     batch, heads, queries = max(logits.shape[0], positions.shape[0]), logits.shape[1], logits.shape[2]
@@ -632,7 +638,8 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
         factor_a, factor_b = self.factors(hidden_states)
         if positions.key is None:  # keys 0..k-1: the flattened outer product, cut to k
             outer = factor_a.unsqueeze(-1) @ factor_b.unsqueeze(-2)  # a matmul: a cheaper backward than *
-            return SynthesizedLogits(bias=outer.flatten(-2)[..., : positions.key_length])
+            # cut to k by select_columns: a slice eagerly, gathered under torch.export
+            return SynthesizedLogits(bias=select_columns(outer.flatten(-2), None, positions.key_length))
         index = positions.key[:, None, None, :].expand(
             factor_a.shape[0], self.num_heads, factor_a.shape[2], -1
         )
