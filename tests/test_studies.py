@@ -2,14 +2,32 @@
 
 import gzip
 import json
+import random
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 
 from conftest import load_script
-from synthesizer_hf import SynthesizerConfig
-from synthesizer_tools.studies import CORPUS_LOADERS, load_study_config, run_study
+from synthesizer_hf import SynthesizerConfig, SynthesizerForSequenceClassification
+from synthesizer_tools.pair_probe import (
+    CLS_ID,
+    IGNORED_LABEL,
+    SEP_ID,
+    make_probe_split,
+    sample_pair,
+    word_labels,
+)
+from synthesizer_tools.studies import (
+    BYTE_CLS_ID,
+    CORPUS_LOADERS,
+    GENERATED_TASKS,
+    MODEL_DEFAULTS,
+    byte_features,
+    load_study_config,
+    run_study,
+)
 from synthesizer_tools.study_reports import attention_by_offset
 from synthesizer_tools.tasks import get_task
 
@@ -87,7 +105,8 @@ def test_shipped_study_configs_name_known_variants_and_data(path):
             if config["objective"] == "glue":
                 get_task(dataset)
             else:
-                assert dataset in CORPUS_LOADERS
+                loader = config["datasets"][dataset].get("loader", dataset)
+                assert loader in CORPUS_LOADERS or loader in GENERATED_TASKS
         for sibling in [*config.get("reuse_from", []), config.get("pretrained_from")]:
             assert sibling is None or (path.parent / f"{sibling}.json").is_file()
 
@@ -110,3 +129,102 @@ def test_attention_by_offset_is_relative_to_uniform_over_visible_keys():
     ratios = attention_by_offset(maps, offsets=(-1, 1))[0]
     assert ratios[0] == pytest.approx((0.9 * length + 1) / 2)
     assert ratios[1] == pytest.approx((0.1 / (length - 1) * length + 1) / 2)
+
+
+def test_pair_probe_examples_follow_their_definition():
+    rng = random.Random(0)
+    shared_counts = []
+    for _ in range(400):
+        first, second = sample_pair(rng, vocabulary=32, segment_length=5)
+        assert len(set(first)) == len(set(second)) == 5
+        shared_counts.append(len(set(first) & set(second)))
+        assert word_labels("membership", first, second, 32) == [int(w in first) for w in second]
+        assert word_labels("aligned", first, second, 32) == [int(w < 16) for w in first]
+    assert set(shared_counts) == set(range(6)), "B shares any number of A's words, 0 to all"
+    with pytest.raises(ValueError, match="Unknown pair-probe task 'copy'"):
+        word_labels("copy", first, second, 32)
+
+
+def test_pair_probe_split_encodes_the_pair_and_labels_only_segment_b():
+    membership = make_probe_split("membership", 300, vocabulary=64, segment_length=3, seed=5)
+    aligned = make_probe_split("aligned", 300, vocabulary=64, segment_length=3, seed=5)
+    assert membership["input_ids"] == aligned["input_ids"], "both tasks label the same inputs"
+    row = membership[0]
+    ids, labels = row["input_ids"], row["labels"]
+    assert ids[0] == CLS_ID and ids[4] == SEP_ID and ids[8] == SEP_ID and len(ids) == 9
+    assert row["token_type_ids"] == [0] * 5 + [1] * 4
+    assert labels[:5] == [IGNORED_LABEL] * 5 and labels[8] == IGNORED_LABEL
+    words_a, words_b = ids[1:4], ids[5:8]
+    assert labels[5:8] == [int(word in words_a) for word in words_b]
+    for name, split in (("membership", membership), ("aligned", aligned)):
+        values = [label for row in split["labels"] for label in row if label != IGNORED_LABEL]
+        assert 0.4 < np.mean(values) < 0.6, f"{name} labels are balanced"
+    with pytest.raises(ValueError, match="cannot hold two segments"):
+        make_probe_split("membership", 1, vocabulary=5, segment_length=3, seed=0)
+
+
+def write_imdb(folder: Path, rows: int) -> None:
+    """A fake `imdb/` folder: train sorted by label as the real files are; texts with <br /> and non-ASCII."""
+    (folder / "imdb").mkdir(parents=True)
+    for split in ("train", "test"):
+        with gzip.open(folder / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as handle:
+            for i in range(rows):
+                text = f"{split} review {i}<br />très {'bon' if i >= rows // 2 else 'mal'}"
+                handle.write(json.dumps({"text": text, "label": int(i >= rows // 2)}) + "\n")
+
+
+def test_lra_text_keeps_the_markup_shuffles_training_and_encodes_bytes(tmp_path):
+    write_imdb(tmp_path, rows=40)
+    raw = CORPUS_LOADERS["lra_text"](tmp_path, {"eval_samples": 8})
+    assert len(raw["train"]) == len(raw["test"]) == 40 and len(raw["validation"]) == 8
+    assert raw["validation"]["text"] == raw["test"]["text"][:8], (
+        "validation is a fixed subset of the test split"
+    )
+    assert "<br />" in raw["train"][0]["text"]
+    assert raw["train"]["label"][:20] != sorted(raw["train"]["label"])[:20], (
+        "the sorted training set is shuffled"
+    )
+    encoded = byte_features(raw["test"], max_length=24)
+    text = raw["test"][0]["text"]
+    expected = [BYTE_CLS_ID, *(b + 1 for b in text.encode("utf-8")[:23])]
+    assert encoded[0]["input_ids"] == expected and encoded[0]["attention_mask"] == [1] * 24
+    short = byte_features(datasets.Dataset.from_dict({"text": ["é"], "label": [0]}), max_length=6)[0]
+    assert short["input_ids"] == [BYTE_CLS_ID, 0xC3 + 1, 0xA9 + 1, 0, 0, 0]  # UTF-8 bytes, then padding 0
+    assert short["attention_mask"] == [1, 1, 1, 0, 0, 0]
+
+
+def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp_path):
+    write_imdb(tmp_path / "data", rows=24)
+    common = {"seeds": [0], "variants": ["dot", "random"], "threads": 1}
+    common["model"] = {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
+    common["train"] = {"max_steps": 2, "eval_steps": 1, "per_device_train_batch_size": 4}
+    probe = {
+        **common,
+        "name": "probe",
+        "objective": "token_classification",
+        "datasets": {
+            "membership": {"loader": "pair_probe", "vocabulary": 20, "segment_length": 3, "train_samples": 16,
+                           "eval_samples": 8},
+        },
+    }  # fmt: skip
+    summary = run_study(probe, tmp_path / "data", tmp_path / "probe")
+    assert [row["variant"] for row in summary["rows"]] == ["dot", "random"]
+    assert "token accuracy (%)" in summary["tables"] and "steps/s vs `dot`" in summary["tables"]
+    record = json.loads((tmp_path / "probe" / "runs" / "membership__random__seed0.json").read_text())
+    assert 0 <= record["metrics"]["accuracy"] <= 1 and record["peak_rss_bytes"] > 0
+    lra = {
+        **common,
+        "name": "lra",
+        "objective": "classification",
+        "datasets": {"lra_text": {"encoding": "bytes", "max_length": 32, "eval_samples": 4}},
+    }
+    summary = run_study(lra, tmp_path / "data", tmp_path / "lra")
+    record = json.loads((tmp_path / "lra" / "runs" / "lra_text__dot__seed0.json").read_text())
+    assert record["spec"]["data"]["encoding"] == "bytes"
+    sizes = {**MODEL_DEFAULTS, **common["model"]}
+    expected = SynthesizerForSequenceClassification(
+        SynthesizerConfig(
+            attention_type="dot", vocab_size=258, max_position_embeddings=32, num_labels=2, **sizes
+        )
+    )
+    assert record["num_parameters"] == expected.num_parameters(), "258 ids: 256 bytes + padding + [CLS]"

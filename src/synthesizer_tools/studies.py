@@ -7,7 +7,7 @@ under the same budget, writes one results JSON per run, then a summary (`results
 ```json
 {
   "name": "mlm_wikitext2",
-  "objective": "mlm",                      // mlm | causal_lm | classification | glue
+  "objective": "mlm",                      // mlm | causal_lm | classification | token_classification | glue
   "variants": ["dot", "random"],           // attention_type of each model
   "seeds": [0, 1],
   "model": {"hidden_size": 128, ...},      // SynthesizerConfig fields shared by all variants
@@ -16,6 +16,10 @@ under the same budget, writes one results JSON per run, then a summary (`results
   "smoke": {...}                           // --smoke: merged over the config (only its datasets kept)
 }
 ```
+
+Dataset options: a loader's own (sample counts, `max_length`, ...), `loader` (run a loader of CORPUS_LOADERS or
+GENERATED_TASKS under another name, e.g. two tasks of the pair probe), `encoding: "bytes"` (LRA's byte ids
+instead of a tokenizer), `train` and `seeds` (per-dataset overrides).
 
 Optional keys: `vocab_size` and `max_length` (tokenizer), `save_models` (keep each trained model, e.g. for
 fine-tuning), `pretrained_from` (glue: a sibling study folder whose saved models are fine-tuned),
@@ -32,6 +36,7 @@ import hashlib
 import json
 import random
 import shutil
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +46,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import psutil
 import torch
 from transformers import (
     AutoTokenizer,
@@ -51,6 +57,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     TrainerCallback,
     TrainingArguments,
+    default_data_collator,
     set_seed,
 )
 
@@ -59,12 +66,14 @@ from synthesizer_hf.modeling_synthesizer import (
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,
     SynthesizerForSequenceClassification,
+    SynthesizerForTokenClassification,
 )
 
 from .collators import DataCollatorForReproducibleMLM
 from .data import group_into_blocks
 from .metrics import accuracy_of_logits
 from .models import load_task_model
+from .pair_probe import make_probe_split, probe_token_fields
 from .records import environment_info, perplexity, write_json
 from .study_reports import (
     LM_OBJECTIVES,
@@ -216,11 +225,42 @@ def load_ag_news(data_dir: Path, options: Mapping[str, Any]) -> datasets.Dataset
     )
 
 
+def load_lra_text(data_dir: Path, options: Mapping[str, Any]) -> datasets.DatasetDict:
+    """Long Range Arena's Text task: IMDB reviews as raw text (`<br />` kept, as LRA keeps it), the training
+    split shuffled fully (the files are sorted by label), LRA's test split as `test` (all 25,000 reviews unless
+    `test_samples`) and a fixed subset of it (`eval_samples`) as the `validation` split of the learning curves."""
+    seed = options.get("data_seed", 0)
+    splits = {}
+    for split, file in (("train", "train.jsonl.gz"), ("test", "test.jsonl.gz")):
+        with gzip.open(data_dir / "imdb" / file, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        count = options.get("train_samples") if split == "train" else options.get("test_samples")
+        splits[split] = _subsample(rows, count, seed)
+    splits["validation"] = splits["test"][: options.get("eval_samples", 1_000)]
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(
+                {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}
+            )
+            for name, rows in splits.items()
+        }
+    )
+
+
 CORPUS_LOADERS: dict[str, Callable[[Path, Mapping[str, Any]], datasets.DatasetDict]] = {
     "wikitext2": load_wikitext2,
     "tinyshakespeare": load_tinyshakespeare,
     "imdb": load_imdb,
     "ag_news": load_ag_news,
+    "lra_text": load_lra_text,
+}
+# LRA's byte vocabulary: id = byte + 1, 0 = padding; one more id for the [CLS] token the classifier pools.
+BYTE_PAD_ID, BYTE_CLS_ID = 0, 257
+BYTE_FIELDS = {
+    "vocab_size": 258,
+    "pad_token_id": BYTE_PAD_ID,
+    "bos_token_id": BYTE_CLS_ID,
+    "eos_token_id": None,
 }
 
 
@@ -235,32 +275,73 @@ def classification_features(
     )
 
 
+def byte_features(split: datasets.Dataset, max_length: int) -> datasets.Dataset:
+    """LRA's byte encoding: `[CLS]` then the first `max_length - 1` UTF-8 bytes (id = byte + 1), padded with 0."""
+
+    def encode(batch):
+        ids = [
+            [BYTE_CLS_ID, *(b + 1 for b in text.encode("utf-8")[: max_length - 1])] for text in batch["text"]
+        ]
+        return {
+            "input_ids": [row + [BYTE_PAD_ID] * (max_length - len(row)) for row in ids],
+            "attention_mask": [[1] * len(row) + [0] * (max_length - len(row)) for row in ids],
+        }
+
+    return split.map(encode, batched=True, remove_columns=["text"])
+
+
 @dataclass
 class PreparedData:
-    """Everything a run needs besides the model: datasets, tokenizer, collator and labels."""
+    """Everything a run needs besides the model: datasets, tokenizer, collator and labels.
+
+    `test`, when given, is what the final metrics are computed on (`validation` then only draws the learning
+    curves); `token_fields` are the config fields the vocabulary fixes (`special_token_fields` of `tokenizer`,
+    or `BYTE_FIELDS` for byte inputs, which have no tokenizer)."""
 
     train: datasets.Dataset
     validation: datasets.Dataset
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase | None
     collator: Callable
+    token_fields: dict[str, int | None]
     num_labels: int = 0
     tokens_per_sample: int | None = None  # fixed-length inputs; None for dynamic padding (glue)
     compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None
     task: str | None = None
+    test: datasets.Dataset | None = None
 
 
 def prepare_corpus(
     study: Mapping[str, Any], dataset: str, options: Mapping[str, Any], data_dir: Path, output_dir: Path
 ) -> PreparedData:
     """Load a corpus, train (or reuse) the study's tokenizer on its training text and build the features."""
-    if dataset not in CORPUS_LOADERS:
-        raise ValueError(f"Unknown dataset {dataset!r}; known: {sorted(CORPUS_LOADERS)}")
-    raw = CORPUS_LOADERS[dataset](data_dir, options)
+    loader = options.get("loader", dataset)  # a config may run one loader under several names
+    if loader in GENERATED_TASKS:
+        return GENERATED_TASKS[loader](study, options)
+    if loader not in CORPUS_LOADERS:
+        raise ValueError(f"Unknown dataset {loader!r}; known: {sorted([*CORPUS_LOADERS, *GENERATED_TASKS])}")
+    raw = CORPUS_LOADERS[loader](data_dir, options)
     length = options.get("max_length", study.get("max_length", 128))
+    objective = study["objective"]
+    if options.get("encoding") == "bytes":
+        if objective != "classification":
+            raise ValueError(
+                f"{dataset}: byte encoding is only offered for classification, not {objective!r}"
+            )
+        features = {name: byte_features(split, length) for name, split in raw.items()}
+        return PreparedData(
+            features["train"],
+            features["validation"],
+            None,
+            default_data_collator,
+            dict(BYTE_FIELDS),
+            num_labels=len(set(raw["train"]["label"])),
+            tokens_per_sample=length,
+            compute_metrics=accuracy_of_logits,
+            test=features.get("test"),
+        )
     tokenizer = load_or_train_tokenizer(
         output_dir / f"tokenizer_{dataset}", raw["train"]["text"], study.get("vocab_size", 8000), length
     )
-    objective = study["objective"]
     if objective in LM_OBJECTIVES:
         wrap = objective == "mlm"
         # the whole split as one token stream (group_size=None): every block but the last one is complete
@@ -276,16 +357,55 @@ def prepare_corpus(
             if wrap
             else DataCollatorForLanguageModeling(tokenizer, mlm=False)
         )
-        return PreparedData(train, validation, tokenizer, collator, tokens_per_sample=length)
+        return PreparedData(
+            train, validation, tokenizer, collator, special_token_fields(tokenizer), tokens_per_sample=length
+        )
+    features = {name: classification_features(split, tokenizer, length) for name, split in raw.items()}
     return PreparedData(
-        classification_features(raw["train"], tokenizer, length),
-        classification_features(raw["validation"], tokenizer, length),
+        features["train"],
+        features["validation"],
         tokenizer,
         DataCollatorWithPadding(tokenizer),
+        special_token_fields(tokenizer),
         num_labels=len(set(raw["train"]["label"])),
         tokens_per_sample=length,
         compute_metrics=accuracy_of_logits,
+        test=features.get("test"),
     )
+
+
+def prepare_pair_probe(study: Mapping[str, Any], options: Mapping[str, Any]) -> PreparedData:
+    """The synthetic pair task of `pair_probe` (token classification; options `task`, `vocabulary`,
+    `segment_length`, `train_samples`, `eval_samples`, `data_seed`), encoded by its generator."""
+    if study["objective"] != "token_classification":
+        raise ValueError(
+            f"the pair probe labels tokens: use objective 'token_classification', not {study['objective']!r}"
+        )
+    task, vocabulary = options.get("task", "membership"), options.get("vocabulary", 256)
+    segment_length, seed = options.get("segment_length", 7), options.get("data_seed", 0)
+    train, validation = (
+        make_probe_split(task, count, vocabulary, segment_length, split_seed)
+        for count, split_seed in (
+            (options.get("train_samples", 100_000), seed),
+            (options.get("eval_samples", 2_000), seed + 1_000_003),  # another stream: no shared draws
+        )
+    )
+    return PreparedData(
+        train,
+        validation,
+        None,
+        default_data_collator,
+        probe_token_fields(vocabulary),
+        num_labels=2,
+        tokens_per_sample=2 * segment_length + 3,
+        compute_metrics=accuracy_of_logits,
+    )
+
+
+# Tasks whose generator also encodes them (no corpus, no tokenizer): name -> (study, options) -> PreparedData
+GENERATED_TASKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], PreparedData]] = {
+    "pair_probe": prepare_pair_probe,
+}
 
 
 def prepare_glue_task(
@@ -303,6 +423,7 @@ def prepare_glue_task(
         encoded["validation"],
         tokenizer,
         task_collator(spec, tokenizer),
+        special_token_fields(tokenizer),
         num_labels=spec.num_labels,
         compute_metrics=metrics_function(spec, "validation", raw["validation"]),
         task=task,
@@ -320,16 +441,17 @@ def build_model(
     """A model trained from scratch with `variant` attention and the study's shared architecture."""
     config = SynthesizerConfig(
         **{**MODEL_DEFAULTS, **model_options},
-        **special_token_fields(data.tokenizer),
+        **data.token_fields,
         max_position_embeddings=data.tokens_per_sample,
         attention_type=variant,
         sparse_prediction=objective == "mlm",
-        **({"num_labels": data.num_labels} if objective == "classification" else {}),
+        **({"num_labels": data.num_labels} if data.num_labels else {}),
     )
     model_class = {
         "mlm": SynthesizerForMaskedLM,
         "causal_lm": SynthesizerForCausalLM,
         "classification": SynthesizerForSequenceClassification,
+        "token_classification": SynthesizerForTokenClassification,
     }[objective]
     return model_class(config)
 
@@ -348,6 +470,29 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.seconds += time.perf_counter() - self._start
         self.steps += 1
+
+
+class PeakMemory(TrainerCallback):
+    """Peak resident memory of the process during training (a thread samples it every 10 ms): the whole
+    process, data and framework included, so compare it between the runs of one study only."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._stop.wait(0.01):
+            self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._stop.set()
+        self._thread.join()
 
 
 @torch.no_grad()
@@ -425,7 +570,7 @@ def train_one(
         )
     else:
         model = build_model(objective, study.get("model", {}), variant, data)
-    timer = StepTimer()
+    timer, memory = StepTimer(), PeakMemory()
     trainer = make_trainer(
         model,
         training_args,
@@ -433,11 +578,11 @@ def train_one(
         eval_dataset=data.validation,
         data_collator=data.collator,
         compute_metrics=data.compute_metrics,
-        callbacks=[timer],
+        callbacks=[timer, memory],
     )
     started = time.perf_counter()
     trainer.train()
-    metrics = trainer.evaluate()
+    metrics = trainer.evaluate(data.test) if data.test is not None else trainer.evaluate()
     batch_size = training_args.per_device_train_batch_size
     samples_per_second = timer.steps * batch_size / max(timer.seconds, 1e-9)
     record = {
@@ -454,6 +599,7 @@ def train_one(
         "samples_per_second": samples_per_second,
         "tokens_per_second": samples_per_second * data.tokens_per_sample if data.tokens_per_sample else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_bytes": memory.peak_bytes,
         "curves": curves_from_history(trainer.state.log_history),
     }
     if study.get("attention_maps", objective != "glue") and seed == study["seeds"][0]:
@@ -463,7 +609,8 @@ def train_one(
         )
     if study.get("save_models"):
         trainer.save_model(str(run_dir.parent.parent / "models" / run_dir.name))
-        data.tokenizer.save_pretrained(str(run_dir.parent.parent / "models" / run_dir.name))
+        if data.tokenizer is not None:
+            data.tokenizer.save_pretrained(str(run_dir.parent.parent / "models" / run_dir.name))
     shutil.rmtree(run_dir, ignore_errors=True)  # Trainer scratch folder (no checkpoints are saved)
     return record
 
@@ -596,4 +743,4 @@ def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     return summary
 
 
-__all__ = ["CORPUS_LOADERS", "deep_merge", "load_study_config", "run_study"]
+__all__ = ["CORPUS_LOADERS", "GENERATED_TASKS", "deep_merge", "load_study_config", "run_study"]

@@ -20,10 +20,12 @@ HEADLINE_METRICS: dict[str, tuple[str, str, bool]] = {
     "mlm": ("loss", "valid log-ppl", False),
     "causal_lm": ("loss", "valid log-ppl", False),
     "classification": ("accuracy", "accuracy (%)", True),
+    "token_classification": ("accuracy", "token accuracy (%)", True),
     "glue": ("score", "score (x100)", True),
 }
 OBJECTIVES = tuple(HEADLINE_METRICS)
 LM_OBJECTIVES = ("mlm", "causal_lm")
+PERCENT_OBJECTIVES = ("classification", "token_classification", "glue")
 LOCALITY_OFFSETS = (-3, -2, -1, 0, 1, 2, 3)  # key offsets j - i reported by `attention_by_offset`
 
 
@@ -51,7 +53,7 @@ def steps_to_reach(curve: Sequence[Sequence[float]], target: float) -> float | N
 def summarize_runs(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (dataset, variant): headline metric mean/std and per seed, throughput, parameters."""
     key, _, _ = headline_metric(study["objective"])
-    scale = 100.0 if study["objective"] in ("classification", "glue") else 1.0
+    scale = 100.0 if study["objective"] in PERCENT_OBJECTIVES else 1.0
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         grouped[(record["dataset"], record["variant"])].append(record)
@@ -74,7 +76,13 @@ def summarize_runs(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]
             row["perplexity"] = mean_std([r["metrics"]["perplexity"] for r in runs])
         if runs[0]["tokens_per_second"]:
             row["tokens_per_second"] = max(r["tokens_per_second"] for r in runs)
+        if all(r.get("peak_rss_bytes") for r in runs):
+            row["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
         rows.append(row)
+    for row in rows:  # the speed claims of the paper are relative to dot-product attention
+        reference = [r for r in rows if r["dataset"] == row["dataset"] and r["variant"] == "dot"]
+        if reference:
+            row["steps_per_second_vs_dot"] = row["steps_per_second"] / reference[0]["steps_per_second"]
     add_convergence(study, records, rows)
     return rows
 
@@ -115,6 +123,12 @@ def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
         header += ["train steps/s*", "samples/s*"]
         if any("tokens_per_second" in row for row in rows):
             header.append("tokens/s*")
+        speed_vs_dot = any("steps_per_second_vs_dot" in row for row in rows)
+        if speed_vs_dot:
+            header.append("steps/s vs `dot`")
+        memory = any("peak_rss_bytes" in row for row in rows)
+        if memory:
+            header.append("peak RSS (MB)**")
         header.append("parameters")
         if convergence:
             header.append(f"steps to reach {study['convergence_baseline']}'s final loss (per seed)")
@@ -131,6 +145,12 @@ def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
             cells += [_fmt(row["steps_per_second"], 2), _fmt(row["samples_per_second"], 1)]
             if "tokens_per_second" in row:
                 cells.append(f"{row['tokens_per_second']:,.0f}")
+            if speed_vs_dot:
+                cells.append(
+                    f"{row['steps_per_second_vs_dot']:.2f}x" if "steps_per_second_vs_dot" in row else "—"
+                )
+            if memory:
+                cells.append(f"{row['peak_rss_bytes'] / 2**20:,.0f}" if "peak_rss_bytes" in row else "—")
             cells.append(f"{row['num_parameters']:,}")
             if convergence:
                 steps = row.get("steps_to_baseline", {})
@@ -140,6 +160,10 @@ def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
     lines.append(
         "\\* throughput of the fastest seed (optimisation steps only; other jobs can only slow a run down).\n"
     )
+    if any("peak_rss_bytes" in row for row in rows):
+        lines.append(
+            "\\*\\* peak resident memory of the whole process while training (highest seed; data included).\n"
+        )
     if study["objective"] == "glue":
         lines.append(format_task_matrix(rows))
     return "\n".join(lines)
@@ -232,7 +256,8 @@ def make_plots(
 
 
 def _curve_key(study: Mapping[str, Any]) -> str:
-    return {"classification": "eval_accuracy", "glue": "eval_loss"}.get(study["objective"], "eval_loss")
+    accuracy = ("classification", "token_classification")
+    return "eval_accuracy" if study["objective"] in accuracy else "eval_loss"
 
 
 def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], path: Path) -> Path:
