@@ -12,8 +12,10 @@ TRAIN = [
     "pandas>=2.1",
     "scikit-learn>=1.3",
     "scipy>=1.11",
+    "psutil>=5.9",  # the studies' peak-memory sampler
 ]
 PLOTS = ["matplotlib>=3.8"]
+EVALUATE = ["evaluate>=0.4.6"]  # the offline GLUE/SuperGLUE modules of synthesizer_tools/evaluate_metrics
 BENCHMARK = ["psutil>=5.9"]
 # Tested on the newest end only (`make test-newest` installs them; their tests skip where they are absent).
 PEFT = ["peft>=0.21"]
@@ -33,6 +35,7 @@ setup(
     package_data={
         "synthesizer_tools": [
             "templates/*.md",
+            "evaluate_metrics/*/*.py",
             "demo_data/*.md",
             "demo_data/*.gz",
             "demo_data/glue/*/*.tsv",
@@ -50,9 +53,19 @@ setup(
     extras_require={
         "train": TRAIN,
         "plots": PLOTS,
+        "evaluate": EVALUATE,
         "benchmark": BENCHMARK,
         "peft": PEFT,
         "onnx": ONNX,
-        "dev": [*TRAIN, *PLOTS, *BENCHMARK, "pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "ruff>=0.6"],
+        "dev": [
+            *TRAIN,
+            *PLOTS,
+            *EVALUATE,
+            *BENCHMARK,
+            "pytest>=8",
+            "pytest-xdist>=3",
+            "hypothesis>=6",
+            "ruff>=0.6",
+        ],
     },
 )

@@ -11,11 +11,12 @@ from synthesizer_tools.metrics import (
     accuracy,
     accuracy_and_f1,
     accuracy_and_macro_f1,
+    evaluate_module,
     matthews_correlation,
     multirc_f1a_and_em,
     pearson_and_spearman,
 )
-from synthesizer_tools.tasks import TASKS, benchmark_average, compute_task_metrics
+from synthesizer_tools.tasks import TASKS, benchmark_average, compute_task_metrics, courtois_glue_score
 
 # Binary example used by several tests:   row:   0  1  2  3  4  5
 PREDS = [1, 1, 0, 0, 1, 0]
@@ -209,3 +210,125 @@ def test_benchmark_average_reproduces_a_published_glue_score():
 def test_benchmark_average_needs_every_score_key():
     with pytest.raises(ValueError, match="accuracy_mismatched"):
         benchmark_average({"mnli": {"accuracy": 0.8}})
+
+
+BERT_LARGE_GLUE = {  # the leaderboard row of the test above, minus WNLI
+    "cola": {"matthews_correlation": 60.5},
+    "sst2": {"accuracy": 94.9},
+    "mrpc": {"f1": 89.3, "accuracy": 85.4},
+    "stsb": {"pearson": 87.6, "spearmanr": 86.5},
+    "qqp": {"f1": 72.1, "accuracy": 89.3},
+    "mnli": {"accuracy": 86.7, "accuracy_mismatched": 85.9},
+    "qnli": {"accuracy": 92.7},
+    "rte": {"accuracy": 70.1},
+}
+
+
+def test_courtois_glue_score_is_the_mean_of_nine_numbers_without_wnli():
+    # by hand: 60.5, 94.9, (89.3 + 85.4) / 2, (72.1 + 89.3) / 2, (87.6 + 86.5) / 2, 86.7, 85.9, 92.7, 70.1
+    expected = (60.5 + 94.9 + 87.35 + 80.7 + 87.05 + 86.7 + 85.9 + 92.7 + 70.1) / 9
+    assert courtois_glue_score(BERT_LARGE_GLUE) == pytest.approx(expected)
+    with_wnli = {**BERT_LARGE_GLUE, "wnli": {"accuracy": 10.0}}
+    scores = benchmark_average(with_wnli)
+    assert scores["glue_courtois"] == pytest.approx(expected)  # WNLI moves the official average only
+    assert scores["glue_average"] != pytest.approx(benchmark_average(BERT_LARGE_GLUE)["glue_average"])
+    incomplete = {task: metrics for task, metrics in BERT_LARGE_GLUE.items() if task != "qnli"}
+    assert courtois_glue_score(incomplete) is None and "glue_courtois" not in benchmark_average(incomplete)
+
+
+GLUE_CONFIGS = (
+    "cola",
+    "sst2",
+    "mrpc",
+    "qqp",
+    "stsb",
+    "mnli",
+    "mnli_matched",
+    "mnli_mismatched",
+    "qnli",
+    "rte",
+)
+SUPERGLUE_CONFIGS = {"boolq": "boolq", "cb": "cb", "copa": "copa", "rte": "superglue_rte", "wic": "wic"}
+
+
+@pytest.fixture(scope="module")
+def evaluate_library():
+    return pytest.importorskip("evaluate", reason="the evaluate extra is not installed")
+
+
+def random_inputs(task: str, rng: np.random.Generator, count: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    if task == "stsb":
+        references = rng.uniform(0, 5, count)
+        return references + rng.normal(0, 1, count), references
+    classes = 3 if task in ("cb", "mnli") else 2
+    return rng.integers(0, classes, count), rng.integers(0, classes, count)
+
+
+@pytest.mark.parametrize("config_name", GLUE_CONFIGS)
+def test_offline_evaluate_glue_module_gives_the_numbers_of_the_metrics_module(evaluate_library, config_name):
+    metric = evaluate_library.load(evaluate_module("glue"), config_name)
+    task = config_name.partition("_")[0]
+    predictions, references = random_inputs(task, np.random.default_rng(len(config_name)))
+    got = metric.compute(predictions=predictions, references=references)
+    expected = TASKS[task].metric(predictions, references)
+    assert got.keys() == expected.keys()
+    for key in expected:  # STS-B's predictions pass through float32 (evaluate's feature type)
+        assert got[key] == pytest.approx(expected[key], abs=1e-6 if task == "stsb" else 0)
+
+
+@pytest.mark.parametrize("config_name", sorted(SUPERGLUE_CONFIGS))
+def test_offline_evaluate_super_glue_module_gives_the_numbers_of_the_metrics_module(
+    evaluate_library, config_name
+):
+    metric = evaluate_library.load(evaluate_module("super_glue"), config_name)
+    predictions, references = random_inputs(config_name, np.random.default_rng(7))
+    expected = TASKS[SUPERGLUE_CONFIGS[config_name]].metric(predictions, references)
+    assert metric.compute(predictions=predictions, references=references) == expected
+
+
+def test_offline_evaluate_multirc_takes_evaluates_input_format(evaluate_library):
+    metric = evaluate_library.load(evaluate_module("super_glue"), "multirc")
+    # paragraph 0 question 0 has answers 0 and 1, paragraph 1 question 0 one answer: the same as PREDS / REFS
+    # with question ids [a, a, b, b, c, c]
+    ids = [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1)]
+    predictions = [
+        {"idx": {"paragraph": p, "question": q, "answer": a}, "prediction": pred}
+        for (p, q, a), pred in zip(ids, PREDS)
+    ]
+    expected = multirc_f1a_and_em(PREDS, REFS, ["a", "a", "b", "b", "c", "c"])
+    assert metric.compute(predictions=predictions, references=REFS) == expected
+
+
+def test_offline_evaluate_module_works_in_run_glue_style_code(evaluate_library):
+    """The compute_metrics of HF's examples/pytorch/text-classification/run_glue.py, with the module's path."""
+    from transformers import EvalPrediction
+
+    metric = evaluate_library.load(evaluate_module("glue"), "mrpc")
+
+    def compute_metrics(p: EvalPrediction):
+        preds = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        result = metric.compute(predictions=np.argmax(preds, axis=1), references=p.label_ids)
+        if len(result) > 1:
+            result["combined_score"] = np.mean(list(result.values())).item()
+        return result
+
+    logits = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    result = compute_metrics(EvalPrediction(predictions=logits, label_ids=np.array(REFS)))
+    assert result["accuracy"] == pytest.approx((TP + TN) / 6)
+    assert result["f1"] == pytest.approx(f1_from_counts(TP, FP, FN))
+
+
+def test_unknown_evaluate_modules_and_configs_are_clear_errors(evaluate_library):
+    with pytest.raises(ValueError, match="glue"):
+        evaluate_module("squad")
+    with pytest.raises(KeyError, match="Unknown GLUE task 'ax'"):
+        evaluate_library.load(evaluate_module("glue"), "ax")
+
+
+def test_summary_table_shows_the_courtois_score_beside_the_official_average():
+    from synthesizer_tools.finetuning import format_summary_table
+
+    results = {task: {k: v / 100 for k, v in metrics.items()} for task, metrics in BERT_LARGE_GLUE.items()}
+    table = format_summary_table(results, benchmark_average(results))
+    courtois = next(line for line in table.splitlines() if line.startswith("GLUE (Courtois et al.)"))
+    assert courtois.endswith(f"{100 * courtois_glue_score(results):.2f}") and "GLUE average" in table

@@ -18,6 +18,7 @@ from synthesizer_hf.bert_warm_start import bert_tokenizer
 
 from .arguments import FineTuningArguments, TaskArguments, script_arguments
 from .data import first_rows
+from .models import with_lora_adapter
 from .records import EVAL_RESULTS_FILE, RUN_INFO_FILE, SUMMARY_FILE, environment_info, write_json
 from .task_heads import TaskFineTuning, TaskHeadFineTuning
 from .tasks import TaskSpec, benchmark_average, get_task, load_task, write_test_predictions
@@ -68,6 +69,8 @@ def run_task(
     fine_tuning: TaskFineTuning = kind(spec, raw, tokenizer, arguments)
     set_seed(training_args.seed)
     model = fine_tuning.build_model()
+    if arguments.lora.lora:
+        model = with_lora_adapter(model, arguments.lora, fine_tuning.peft_task_type)
     trainer = make_trainer(
         model,
         training_args,
@@ -112,7 +115,7 @@ def write_task_records(
         script="run_glue",
         objective=f"fine-tuning on {spec.name} ({how})",
         command=arguments.command,
-        arguments=script_arguments(arguments.task, arguments.model, arguments.warm_start),
+        arguments=script_arguments(arguments.task, arguments.model, arguments.warm_start, arguments.lora),
         started=started,
         task=spec.name,
         base_model=base_model(arguments),
@@ -162,6 +165,8 @@ def format_summary_table(results: Mapping[str, Mapping[str, float]], scores: Map
             count = sum(get_task(name).benchmark == benchmark for name in results)
             label = "GLUE" if benchmark == "glue" else "SuperGLUE"
             rows.append((f"{label} average", f"mean of {count} task(s)", f"{100 * scores[key]:.2f}"))
+    if "glue_courtois" in scores:
+        rows.append(("GLUE (Courtois et al.)", "mean of 9, no WNLI", f"{100 * scores['glue_courtois']:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
     lines.insert(1, "-+-".join("-" * width for width in widths))

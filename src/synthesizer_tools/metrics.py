@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,5 +125,17 @@ def predictions_from_logits(logits: Any, problem_type: str = "classification") -
 
 
 def accuracy_of_logits(prediction: Any) -> dict[str, float]:
-    """`compute_metrics` of a plain classifier for the `Trainer`: accuracy of the argmax of the logits."""
-    return accuracy(predictions_from_logits(prediction.predictions), prediction.label_ids)
+    """`compute_metrics` of a plain classifier for the `Trainer`: accuracy of the argmax of the logits (for
+    token classification, over the positions whose label is not -100, the index the loss ignores)."""
+    predictions, labels = predictions_from_logits(prediction.predictions), np.asarray(prediction.label_ids)
+    labelled = labels != -100
+    return accuracy(predictions[labelled], labels[labelled])
+
+
+def evaluate_module(name: str) -> str:
+    """Path of this package's offline `evaluate` module "glue" or "super_glue", for `evaluate.load(path, task)`:
+    evaluate's config names and keys, the numbers of this module (it computes them)."""
+    folder = Path(__file__).parent / "evaluate_metrics" / name
+    if not (folder / f"{name}.py").is_file():
+        raise ValueError(f"No evaluate module {name!r}; choose 'glue' or 'super_glue'")
+    return str(folder)

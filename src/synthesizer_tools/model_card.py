@@ -61,6 +61,13 @@ _BOOKKEEPING_KEYS = (
 )
 
 
+AVERAGE_LABELS = {
+    "glue_average": "GLUE average",
+    "glue_courtois": "GLUE, Courtois et al. (2024) mean of 9 (no WNLI)",
+    "superglue_average": "SuperGLUE average",
+}
+
+
 def architecture_class(config: SynthesizerConfig) -> type[PreTrainedModel]:
     """The head class named in `config.architectures` (the bare encoder if none is recorded)."""
     name = (config.architectures or ["SynthesizerModel"])[0]
@@ -248,9 +255,8 @@ def results_section(results: Sequence[tuple[Path, Mapping[str, Any]]]) -> str:
                     if isinstance(v, float) and k != "loss" and not k.endswith(_BOOKKEEPING_KEYS)
                 )
                 rows.append(f"| {task} | {detail} | {100 * data['scores'][task]:.2f} |")
-            for key in ("glue_average", "superglue_average"):
+            for key, label in AVERAGE_LABELS.items():
                 if key in data["scores"]:
-                    label = "GLUE average" if key == "glue_average" else "SuperGLUE average"
                     rows.append(f"| **{label}** | | **{100 * data['scores'][key]:.2f}** |")
             title = f"Fine-tuning results on validation splits (`{path.name}`)"
             command = data.get("command")
