@@ -42,7 +42,14 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .caching import update_value_only
 from .configuration_synthesizer import SynthesizerConfig
-from .synthesizers import SYNTHESIZERS, Positions, SynthesizedLogits, combine_logits, split_heads
+from .synthesizers import (
+    SYNTHESIZERS,
+    Positions,
+    SynthesizedLogits,
+    Synthesizer,
+    combine_logits,
+    split_heads,
+)
 
 # transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache` (the old name is a
 # deprecated alias there, unknown to a GradientCheckpointingLayer); earlier 5.x releases know only the old one.
@@ -259,6 +266,13 @@ class SynthesizerSelfAttention(nn.Module):
             None,
         )  # inference cache of the batch-shared softmax
 
+    def synthesizer(self, name: str) -> Synthesizer:
+        """The synthesizer `name` itself. An adapter library may wrap it to adapt its tables (PEFT's
+        ParamWrapper applies the update around `forward` and hides every other method); `token_keys`, which
+        reads no table, is then called on the module inside."""
+        module = self.synthesizers[name]
+        return module.get_base_layer() if hasattr(module, "get_base_layer") else module
+
     def synthesized_logits(
         self, hidden_states, positions: Positions, keys_by_component: dict
     ) -> SynthesizedLogits:
@@ -324,7 +338,7 @@ class SynthesizerSelfAttention(nn.Module):
         """`attention_mask` is additive `[batch | 1, 1, q, k]`; `key_padding_mask` the same keys as `[batch, k]`."""
         batch, length, _ = hidden_states.shape
         value = split_heads(self.value(hidden_states), self.num_heads)
-        token_keys = [self.synthesizers[name].token_keys(hidden_states) for name in self.token_key_components]
+        token_keys = [self.synthesizer(name).token_keys(hidden_states) for name in self.token_key_components]
         keys_by_component = {}
         if token_keys:
             keys = torch.cat(token_keys, dim=-1)

@@ -473,13 +473,15 @@ class ConvolutionalSynthesizer(DenseSynthesizer):
     config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_conv_width")
 
     def build_hidden_layers(self, config):
-        self.conv = nn.Conv1d(config.hidden_size, self.hidden_width(config), config.synthesizer_conv_width)
+        # the width is kept here, not read off the conv: an adapter (PEFT's LoRA Conv1d) may replace the conv
+        self.conv_width = config.synthesizer_conv_width
+        self.conv = nn.Conv1d(config.hidden_size, self.hidden_width(config), self.conv_width)
 
     def token_keys(self, hidden_states):
         return split_heads(hidden_states, self.num_heads)
 
     def hidden_features(self, inputs, mask, causal):
-        return torch.relu(sequence_conv(self.conv, inputs, mask, causal))
+        return torch.relu(sequence_conv(self.conv, self.conv_width, inputs, mask, causal))
 
     def queries(self, hidden_states, positions, keys):
         inputs = keys.transpose(1, 2).flatten(2)  # every input so far, cached ones included: [batch, k, d]
@@ -494,7 +496,7 @@ class ConvolutionalSynthesizer(DenseSynthesizer):
         return windows[:, :, windows.shape[2] - positions.query_length :]
 
     def receptive_field(self) -> int:
-        return self.conv.kernel_size[0] - 1 + self.second_width - 1
+        return self.conv_width - 1 + self.second_width - 1
 
     def second_map_windows(self, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
         """Per head, the hidden features of the `second_width` tokens the map to L reads, side by side:
@@ -509,13 +511,13 @@ class ConvolutionalSynthesizer(DenseSynthesizer):
 
 
 def sequence_conv(
-    conv: nn.Conv1d, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool
+    conv: nn.Module, width: int, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool
 ) -> torch.Tensor:
-    """`conv` over the tokens of `[batch, tokens, channels]` inputs, zeros outside the sequence and at padding;
-    causal windows end at their token, others are centred. Returns `[batch, tokens, out_channels]`."""
+    """`conv` (of kernel `width`) over the tokens of `[batch, tokens, channels]` inputs, zeros outside the
+    sequence and at padding; causal windows end at their token, others are centred.
+    Returns `[batch, tokens, out_channels]`."""
     if mask is not None:
         inputs = inputs * mask[..., None].to(inputs.dtype)
-    width = conv.kernel_size[0]
     left = width - 1 if causal else (width - 1) // 2
     padded = nn.functional.pad(inputs.transpose(1, 2), (left, width - 1 - left))
     return conv(padded).transpose(1, 2)
@@ -535,7 +537,7 @@ class ConvLinearSynthesizer(ConvolutionalSynthesizer):
     summary = "each token predicts its attention row from a window of f neighbouring tokens, linearly"
 
     def hidden_features(self, inputs, mask, causal):
-        return sequence_conv(self.conv, inputs, mask, causal)
+        return sequence_conv(self.conv, self.conv_width, inputs, mask, causal)
 
 
 class ConvReluConvSynthesizer(ConvolutionalSynthesizer):

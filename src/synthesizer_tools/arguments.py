@@ -214,6 +214,40 @@ class TaskArguments:
 
 
 @dataclass
+class LoraArguments:
+    """Fine-tune a LoRA adapter (peft) instead of every weight; the task head is trained in full."""
+
+    _argument_group_name = "LoRA adapter (pip install 'synthesizer-hf[peft]')"
+
+    lora: bool = field(
+        default=False, metadata=_help("Train a LoRA adapter; the task folder holds the adapter.")
+    )
+    lora_r: int = field(default=8, metadata=_help("Rank of the LoRA updates."))
+    lora_alpha: float = field(
+        default=16.0, metadata=_help("LoRA scaling numerator (the update is alpha / r).")
+    )
+    lora_dropout: float = field(
+        default=0.0, metadata=_help("Dropout on the LoRA inputs (must be 0 with --lora_target_parameters).")
+    )
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata=_help("Layers to adapt: 'all-linear', or module names / one regex (see docs/TRAINING.md)."),
+    )
+    lora_target_parameters: list[str] | None = field(
+        default=None,
+        metadata=_help("Synthesizer tables to adapt too, e.g. random_logits (see docs/TRAINING.md)."),
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1:
+            raise ValueError(f"--lora_r must be at least 1, got {self.lora_r}")
+        if self.lora_target_parameters and self.lora_dropout:
+            raise ValueError(
+                "--lora_target_parameters needs --lora_dropout 0 (peft has no dropout on parameters)"
+            )
+
+
+@dataclass
 class PretrainingArguments:
     """Everything `pretraining.run_pretraining` needs; `objective` is `MaskingArguments` (MLM) or
     `SpanCorruptionArguments` (T5)."""
@@ -239,6 +273,7 @@ class FineTuningArguments:
     training: TrainingArguments
     warm_start: WarmStartArguments = field(default_factory=WarmStartArguments)
     command: str | None = None
+    lora: LoraArguments = field(default_factory=LoraArguments)
 
 
 def script_arguments(*parts: Any) -> dict[str, Any]:
@@ -406,11 +441,17 @@ def parse_finetuning_arguments(
     argv: Sequence[str] | None = None, *, program: str, description: str | None = None
 ) -> FineTuningArguments:
     """The arguments of `scripts/run_glue.py`."""
-    types = (TaskArguments, Seq2SeqModelArguments, WarmStartArguments, Seq2SeqTrainingArguments)
+    types = (
+        TaskArguments,
+        Seq2SeqModelArguments,
+        WarmStartArguments,
+        LoraArguments,
+        Seq2SeqTrainingArguments,
+    )
     parser = ScriptArgumentParser(
         types, program=program, description=description, defaults=FINETUNING_DEFAULTS
     )
-    (task, model, warm_start, training), command = parser.parse(argv)
+    (task, model, warm_start, lora, training), command = parser.parse(argv)
     sources = [task.model_name_or_path is not None, task.from_scratch, warm_start.init_from_bert is not None]
     if sum(sources) != 1:
         parser.error("give exactly one of --model_name_or_path, --from_scratch and --init_from_bert")
@@ -420,12 +461,13 @@ def parse_finetuning_arguments(
         parser.error("--init_from_bert converts an encoder: it cannot be combined with --text_to_text")
     if training.resume_from_checkpoint not in (None, LATEST) and len(task.tasks) > 1:
         parser.error("--resume_from_checkpoint PATH needs a single task; give no path to resume each task")
-    return FineTuningArguments(task, model, training, warm_start, command)
+    return FineTuningArguments(task, model, training, warm_start, command, lora)
 
 
 __all__ = [
     "LATEST",
     "FineTuningArguments",
+    "LoraArguments",
     "MaskingArguments",
     "ModelArguments",
     "PretrainingArguments",

@@ -20,7 +20,7 @@ from synthesizer_hf.modeling_synthesizer import (
     SynthesizerPreTrainedModel,
 )
 
-from .arguments import ModelArguments, Seq2SeqModelArguments
+from .arguments import LoraArguments, ModelArguments, Seq2SeqModelArguments
 from .tasks import TaskSpec
 from .tokenization import special_token_fields
 
@@ -138,3 +138,24 @@ __all__ = [
     "load_task_model",
     "task_head_config",
 ]
+
+
+def with_lora_adapter(model: PreTrainedModel, lora: LoraArguments, task_type: str | None) -> PreTrainedModel:
+    """`model` wrapped by peft with a new LoRA adapter of `--lora*`; only the adapter and the task head
+    (`classifier`, trained in full) are trainable. `task_type` is peft's ("SEQ_CLS", "SEQ_2_SEQ_LM"), or
+    None for a head peft has no type for (multiple choice)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ImportError("--lora needs peft: pip install 'synthesizer-hf[peft]'") from err
+    targets = lora.lora_target_modules
+    config = LoraConfig(
+        task_type=task_type,
+        r=lora.lora_r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=targets[0] if len(targets) == 1 else targets,  # one string: "all-linear" or a regex
+        target_parameters=lora.lora_target_parameters,
+        modules_to_save=["classifier"] if task_type is None else None,  # SEQ_CLS: peft adds it itself
+    )
+    return get_peft_model(model, config)

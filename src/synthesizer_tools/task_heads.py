@@ -119,6 +119,11 @@ class TaskFineTuning:
     def build_model(self) -> PreTrainedModel:
         raise NotImplementedError
 
+    @property
+    def peft_task_type(self) -> str | None:
+        """peft's task type of the model `build_model` makes (for --lora)."""
+        raise NotImplementedError
+
     def collator(self, model: PreTrainedModel) -> Callable:
         raise NotImplementedError
 
@@ -133,6 +138,10 @@ class TaskFineTuning:
 
 class TaskHeadFineTuning(TaskFineTuning):
     """A sequence-classification (or regression, or multiple-choice) head on the encoder."""
+
+    @property
+    def peft_task_type(self) -> str | None:
+        return None if self.spec.problem_type == "multiple_choice" else "SEQ_CLS"
 
     def encode(self) -> datasets.DatasetDict:
         return encode_task(self.spec, self.raw, self.tokenizer, self.arguments.task.max_seq_length)

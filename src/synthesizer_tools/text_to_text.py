@@ -112,6 +112,8 @@ class TextToTextFineTuning(TaskFineTuning):
         features["labels"] = [[*ids, self.tokenizer.sep_token_id] for ids in targets]
         return features
 
+    peft_task_type = "SEQ_2_SEQ_LM"
+
     def build_model(self) -> PreTrainedModel:
         """A span-corruption checkpoint (--model_name_or_path) or a new encoder-decoder (--from_scratch)."""
         task, model = self.arguments.task, self.arguments.model
