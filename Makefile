@@ -26,6 +26,8 @@ install-oldest: .venv-oldest/bin/python
 install-newest: .venv-newest/bin/python
 	.venv-newest/bin/pip install --quiet $(TORCH)
 	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev,peft,onnx]"
+	# not an extra: its build must see the installed (CPU) torch, or pip's build isolation fetches a CUDA one
+	.venv-newest/bin/pip install --quiet --upgrade --no-build-isolation deepspeed
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/demo.py --output_dir runs/demo

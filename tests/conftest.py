@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -105,3 +106,10 @@ assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be 
         env=env,
         timeout=300,
     )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
-from conftest import load_script, run_without_package
+from conftest import free_port, load_script, run_without_package
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
 from synthesizer_tools.span_corruption import (
@@ -374,6 +379,49 @@ def test_run_glue_from_scratch(workdir, tokenizer_dir, task_data):
     )
 
 
+def test_run_glue_trains_a_lora_adapter(workdir, mlm_dir, task_data):
+    """--lora: only the adapter and the classifier train; the task folder holds a peft adapter that reloads onto
+    the base checkpoint with the fine-tuned model's predictions."""
+    peft = pytest.importorskip("peft", reason="peft is not installed: pip install 'synthesizer-hf[peft]'")
+    output_dir = workdir / "glue_lora"
+    summary = load_script("run_glue").main(
+        [
+            "--tasks", "sst2", "copa", "--data_dir", str(task_data), "--model_name_or_path", str(mlm_dir),
+            "--max_seq_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+            "--learning_rate", "1e-2", "--lora", "--lora_r", "4", "--lora_target_parameters", "random_logits",
+            "--no_predict", "--output_dir", str(output_dir), *QUIET,
+        ]
+    )  # fmt: skip
+    assert 0 <= summary["scores"]["sst2"] <= 1 and 0 <= summary["scores"]["copa"] <= 1
+    adapter = json.loads((output_dir / "sst2" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["target_parameters"] == ["random_logits"]
+    assert "classifier" in adapter["modules_to_save"] and adapter["task_type"] == "SEQ_CLS"
+    copa = json.loads((output_dir / "copa" / "adapter_config.json").read_text())
+    assert copa["modules_to_save"] == ["classifier"], "multiple choice: no peft task type, the head saved"
+    assert not (output_dir / "sst2" / "model.safetensors").exists(), "an adapter folder, not a full model"
+    assert json.loads((output_dir / "sst2" / "run_info.json").read_text())["arguments"]["lora_r"] == 4
+
+    tokenizer = AutoTokenizer.from_pretrained(output_dir / "sst2")
+    base = AutoModelForSequenceClassification.from_pretrained(mlm_dir, num_labels=2)
+    model = peft.PeftModel.from_pretrained(base, output_dir / "sst2").eval()
+    inputs = tokenizer(["a fine film", "a dull one"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        adapted = model(**inputs).logits
+        plain = (
+            AutoModelForSequenceClassification.from_pretrained(mlm_dir, num_labels=2).eval()(**inputs).logits
+        )
+    assert not torch.allclose(adapted, plain, atol=1e-4), "the adapter and trained classifier were reloaded"
+
+
+def test_run_glue_lora_refuses_dropout_on_tables(mlm_dir, task_data, capsys):
+    with pytest.raises(SystemExit):
+        load_script("run_glue").main(
+            ["--tasks", "sst2", "--data_dir", str(task_data), "--model_name_or_path", str(mlm_dir), "--lora",
+             "--lora_dropout", "0.1", "--lora_target_parameters", "random_logits", "--output_dir", "unused"]
+        )  # fmt: skip
+    assert "--lora_dropout 0" in capsys.readouterr().err
+
+
 def test_run_glue_text_to_text(workdir, span_run, task_data):
     output_dir = workdir / "glue_t2t"
     summary = load_script("run_glue").main(
@@ -438,12 +486,6 @@ def test_resumed_run_matches_uninterrupted_run(workdir, corpus, tokenizer_dir):
     assert resumed_metrics["eval_loss"] == pytest.approx(full_metrics["eval_loss"], abs=1e-6)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(workdir, corpus, tokenizer_dir):
     """DDP over gloo: `accelerate launch --multi_gpu` starts torchrun workers; on a CPU-only host the script
@@ -460,7 +502,7 @@ def test_accelerate_launch_two_cpu_processes(workdir, corpus, tokenizer_dir):
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((output_dir / "run_info.json").read_text())
-    assert info["world_size"] == 2 and info["train_steps"] == 3
+    assert info["world_size"] == 2 and info["train_steps"] == 3 and info["distributed_type"] == "MULTI_CPU"
     # The loss is a per-token mean (about log(vocab) untrained), not multiplied by the number of processes.
     results = json.loads((output_dir / "eval_results.json").read_text())
     vocab_size = json.loads((output_dir / "config.json").read_text())["vocab_size"]
@@ -533,3 +575,28 @@ def test_demo_runs_end_to_end_with_tiny_settings(workdir, capsys):
     assert "SST-2 dev accuracy" in capsys.readouterr().out
     card = (output_dir / "hub" / "README.md").read_text()
     assert "sst2" in card and "python scripts/run_glue.py" in card
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_processes_trains_as_one_process(tmp_path, variant="random+dot"):
+    """torch's FSDP2 over gloo, wrapping the `_no_split_modules` classes: the losses of 2 sharded processes on
+    half a batch each equal those of one process on the whole batch. (accelerate does not turn FSDP on for a
+    CPU-only launch: docs/TRAINING.md, "FSDP and DeepSpeed".)"""
+    worker = REPO / "tests" / "workers" / "fsdp_train.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
+    subprocess.run([sys.executable, str(worker), str(single), variant], env=env, check=True, timeout=120)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+        str(worker), str(sharded), variant,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
+    assert two["world_size"] == 2 and two["wrapped"] == [
+        "SynthesizerEmbeddings",
+        "SynthesizerLayer",
+        "SynthesizerLayer",
+    ]
+    assert one["losses"][-1] < one["losses"][0]
+    assert two["losses"] == pytest.approx(one["losses"], abs=1e-5)

@@ -60,6 +60,7 @@ def run_info(
         "training_arguments": trainer.args.to_dict(),
         "train_steps": trainer.state.global_step,
         "world_size": trainer.args.world_size,
+        "distributed_type": trainer.accelerator.distributed_type.value,  # NO, MULTI_CPU, MULTI_GPU, FSDP, ...
         "wall_time_s": round(time.time() - started, 1),
         "environment": environment_info(),
     }
