@@ -72,3 +72,27 @@ def test_equal_configuration_gives_every_contender_the_same_dropout_and_head_wor
     assert bert.attention_probs_dropout_prob == 0.1 and synthesizer.sparse_prediction
     with pytest.raises(ValueError, match="configuration"):
         masked_lm_config("random", "micro", 32, 100, "fastest")
+
+
+def test_scaling_exponents_recover_known_powers_of_the_length():
+    from synthesizer_tools.benchmarking import scaling_exponents, scaling_table
+
+    summary = [
+        {
+            "size": "tiny",
+            "contender": name,
+            "length": length,
+            "train_tokens_per_s": 1e6 / length**power,  # time per token ~ L^power
+            "inference_tokens_per_s": 1e6,
+            "train_model_peak_bytes": 1e3 * length**2,
+        }
+        for name, power in (("linear", 0.0), ("quadratic", 1.0), ("between", 0.5))
+        for length in (512, 1024, 2048, 4096)
+    ]
+    rows = {row["contender"]: row for row in scaling_exponents(summary)}
+    for name, power in (("linear", 0.0), ("quadratic", 1.0), ("between", 0.5)):
+        assert rows[name]["train_time_exponent"] == pytest.approx(power, abs=1e-9)
+        assert rows[name]["inference_time_exponent"] == pytest.approx(0.0, abs=1e-9)
+        assert rows[name]["train_memory_exponent"] == pytest.approx(2.0)
+    assert "inference_memory_exponent" not in rows["linear"]  # not measured
+    assert "| quadratic | 1.00 | 0.00 | 2.00 |" in scaling_table(list(rows.values()), "tiny")

@@ -606,6 +606,49 @@ def compare_contenders(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def scaling_exponents(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How cost grows with L, per (size, contender): the least-squares slope b of log(time per token) against
+    log(L), time per token ~ L^b. b = 0: cost linear in L (the FFN and projections dominate); b = 1: quadratic
+    (the L x L attention dominates). Also the slope of peak memory above baseline, where measured."""
+    rows = []
+    for size, contender in dict.fromkeys((r["size"], r["contender"]) for r in summary):
+        points = sorted(
+            (r["length"], r) for r in summary if r["size"] == size and r["contender"] == contender
+        )
+        if len(points) < 2:
+            continue
+        row: dict[str, Any] = {"size": size, "contender": contender, "lengths": [n for n, _ in points]}
+        fits = {f"{mode}_time_exponent": (f"{mode}_tokens_per_s", -1) for mode in MODES}
+        fits.update({f"{mode}_memory_exponent": (f"{mode}_model_peak_bytes", 1) for mode in MODES})
+        for name, (key, sign) in fits.items():
+            measured = [(math.log(n), sign * math.log(r[key])) for n, r in points if r.get(key)]
+            if len(measured) == len(points):
+                x, y = zip(*measured)
+                mean_x, mean_y = statistics.fmean(x), statistics.fmean(y)
+                covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
+                row[name] = covariance / sum((a - mean_x) ** 2 for a in x)
+        rows.append(row)
+    return rows
+
+
+def scaling_table(exponents: list[dict[str, Any]], size: str) -> str:
+    columns = [
+        ("train time/token", "train_time_exponent"),
+        ("inference time/token", "inference_time_exponent"),
+        ("train memory", "train_memory_exponent"),
+        ("inference memory", "inference_memory_exponent"),
+    ]
+    columns = [
+        (label, key) for label, key in columns if any(key in r for r in exponents if r["size"] == size)
+    ]
+    body = [
+        [r["contender"], *(f"{r[key]:.2f}" if key in r else "–" for _, key in columns)]
+        for r in exponents
+        if r["size"] == size
+    ]
+    return markdown_table(["contender", *(label for label, _ in columns)], body)
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Met / missed for each target on the largest size measured (`small` in the full run)."""
     size = max(results["settings"]["sizes"], key=lambda name: SIZES[name]["hidden_size"])
@@ -728,6 +771,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         for title, key, fmt in TABLES:
             if any(r.get(key) is not None for r in results["summary"] if r["size"] == size):
                 parts += [f"\n### {title}\n", pivot(results["summary"], size, key, fmt)]
+        if any(r["size"] == size for r in results.get("scaling", [])):
+            parts += [
+                "\n### Scaling exponents: cost ~ L^b, least-squares b over the lengths measured\n",
+                "Time per token: b = 0 means cost linear in L (projections and FFN dominate), b = 1 quadratic "
+                "(the L x L attention dominates). Memory: the peak above baseline, ~ L^b at a fixed number of "
+                "tokens per batch.\n",
+                scaling_table(results["scaling"], size),
+            ]
         parts += ["\n### CPU utilisation (process CPU time / wall time, median [min] over rounds)\n"]
         parts.append(utilisation_table(results["throughput"], size))
         decoding = [r for r in results["decoding"] if r["size"] == size]
@@ -909,6 +960,15 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument("--decode-new-tokens", type=int)
     parser.add_argument("--profile-size", choices=list(SIZES))
     parser.add_argument(
+        "--profile-length", type=int, default=512, help="sequence length of the profiled steps"
+    )
+    parser.add_argument(
+        "--profile-contenders",
+        nargs="+",
+        default=[BASELINE, "random", "random+dot"],
+        help="profiled contenders",
+    )
+    parser.add_argument(
         "--configuration",
         choices=CONFIGURATIONS,
         default="equal",
@@ -945,6 +1005,8 @@ def parse_args(argv: list[str]) -> Settings:
         memory=not args.no_memory,
         decode=not args.no_decode,
         out=args.out,
+        profile_length=args.profile_length,
+        profile_contenders=args.profile_contenders,
         **chosen,
     )
 
@@ -991,6 +1053,7 @@ def main(argv: list[str] | None = None, program: str | None = None) -> dict[str,
     results["matmul_peak"] = {"start": peak_at_start, "end": peak_at_end, "peak_gflops": best}
     results["environment"]["model_source_sha256_at_end"] = source_digest()
     results["summary"] = compare_contenders(results)
+    results["scaling"] = scaling_exponents(results["summary"])
     results["targets"] = evaluate_targets(results)
     results["wall_seconds"] = time.perf_counter() - start
     results["plots"] = plot(results, out)
