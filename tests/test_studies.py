@@ -228,3 +228,26 @@ def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp
         )
     )
     assert record["num_parameters"] == expected.num_parameters(), "258 ids: 256 bytes + padding + [CLS]"
+
+
+def test_attention_plot_variants_limits_the_attention_figure(tmp_path):
+    from matplotlib.image import imread
+
+    from synthesizer_tools.study_reports import make_plots
+
+    maps = {("d", name): np.full((2, 2, 4, 4), 0.25) for name in ("dot", "random", "dense")}
+    records = [{"dataset": "d", "variant": "dot", "seed": 0, "curves": {}}]
+    rows = [{"dataset": "d", "variant": "dot", "mean": 1.0, "std": 0.0, "samples_per_second": 1.0}]
+    heights = {}
+    for shown in (None, ["random"]):
+        study = {
+            "name": "s",
+            "objective": "classification",
+            "variants": ["dot"],
+            "attention_plot_variants": shown,
+        }
+        out = tmp_path / str(shown)
+        out.mkdir()
+        make_plots(study, records, rows, maps, out)
+        heights[str(shown)] = imread(out / "s_attention.png").shape[0]
+    assert heights["['random']"] < heights["None"] / 2, "one variant's 2 layers instead of three variants' 6"

@@ -24,7 +24,8 @@ instead of a tokenizer), `train` and `seeds` (per-dataset overrides).
 Optional keys: `vocab_size` and `max_length` (tokenizer), `save_models` (keep each trained model, e.g. for
 fine-tuning), `pretrained_from` (glue: a sibling study folder whose saved models are fine-tuned),
 `reuse_from` (sibling study folders whose identical runs are copied instead of retrained),
-`convergence_baseline` (a variant whose final eval loss the others must reach; reports the steps taken).
+`convergence_baseline` (a variant whose final eval loss the others must reach; reports the steps taken),
+`attention_plot_variants` (plot the attention maps of these variants only), `threads` (torch threads, 2).
 """
 
 from __future__ import annotations

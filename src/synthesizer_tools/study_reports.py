@@ -249,6 +249,8 @@ def make_plots(
     name = study["name"]
     paths = [plot_learning_curves(study, records, output_dir / f"{name}_curves.png")]
     paths.append(plot_metric_and_throughput(study, rows, output_dir / f"{name}_metric_vs_throughput.png"))
+    shown = study.get("attention_plot_variants")  # a study of many variants may plot the maps of a few
+    maps = {key: value for key, value in maps.items() if shown is None or key[1] in shown}
     if maps:
         paths.append(plot_attention_maps(maps, output_dir / f"{name}_attention.png"))
         paths.append(plot_attention_histograms(maps, output_dir / f"{name}_attention_hist.png"))
@@ -267,8 +269,9 @@ def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], p
     key = _curve_key(study)
     datasets_ = list(dict.fromkeys(r["dataset"] for r in records))
     fig, axes = plt.subplots(1, len(datasets_), figsize=(5 * len(datasets_), 3.6), squeeze=False)
+    colours = plt.cm.tab10 if len(study["variants"]) <= 10 else plt.cm.tab20  # one colour per variant
     for ax, dataset in zip(axes[0], datasets_):
-        for variant in study["variants"]:
+        for index, variant in enumerate(study["variants"]):
             curves = [
                 r["curves"].get(key, [])
                 for r in records
@@ -280,7 +283,7 @@ def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], p
             length = min(len(c) for c in curves)
             steps = np.array([point[0] for point in curves[0][:length]])
             values = np.array([[point[1] for point in c[:length]] for c in curves])
-            (line,) = ax.plot(steps, values.mean(0), marker=".", label=variant)
+            (line,) = ax.plot(steps, values.mean(0), marker=".", label=variant, color=colours(index % 20))
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.set(title=f"{study['name']}: {dataset}", xlabel="training step", ylabel=key.removeprefix("eval_"))
         ax.grid(alpha=0.3)
@@ -335,7 +338,8 @@ def plot_attention_maps(maps: Mapping[tuple[str, str], np.ndarray], path: Path) 
             ax.set_xticks([])
             ax.set_yticks([])
             if head == 0:
-                ax.set_ylabel(f"{variant}\nlayer {layer + 1}", fontsize=8)
+                label = f"{variant}\nlayer {layer + 1}"
+                ax.set_ylabel(label if len({d for d, _ in maps}) == 1 else f"{dataset}\n{label}", fontsize=8)
             if row == 0:
                 ax.set_title(f"head {head + 1}", fontsize=8)
     fig.suptitle(
