@@ -260,6 +260,9 @@ class SynthesizerSelfAttention(nn.Module):
             if self.synthesizers[name].uses_token_keys or self.synthesizers[name].reads_neighbours
         ]
         self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
+        self.shared_softmax_min_batch = max(
+            SYNTHESIZERS[name].shared_softmax_min_batch for name in components
+        )
         self.reads_neighbours = any(SYNTHESIZERS[name].reads_neighbours for name in components)
         self._shared_weights_key, self._shared_weights = (
             None,
@@ -288,13 +291,16 @@ class SynthesizerSelfAttention(nn.Module):
         factorized random), else None. In inference P is kept until a parameter changes (`_version`).
 
         Not under `eager` (the reference path, which also returns the weights), nor with attention dropout
-        (it needs a different dropout mask per batch row), nor with per-row positions (left padding).
+        (it needs a different dropout mask per batch row), nor with per-row positions (left padding), nor for
+        a training batch smaller than the components' `shared_softmax_min_batch` (in inference P is kept, so
+        sharing it always pays).
         """
         if (
             not self.input_independent
             or positions.query is not None
             or self.config._attn_implementation == "eager"
             or (self.training and self.dropout > 0)
+            or (self.training and hidden_states.shape[0] < self.shared_softmax_min_batch)
         ):
             return None
         reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
