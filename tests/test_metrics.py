@@ -190,29 +190,8 @@ def test_benchmark_average_averages_multi_metric_tasks_then_tasks():
     }
 
 
-def test_benchmark_average_reproduces_a_published_glue_score():
-    # BERT-large's row on the GLUE leaderboard, published score 80.5. The row only adds up to it with
-    # the official rules: two-metric tasks averaged, MNLI once as mean(matched, mismatched).
-    results = {
-        "cola": {"matthews_correlation": 60.5},
-        "sst2": {"accuracy": 94.9},
-        "mrpc": {"f1": 89.3, "accuracy": 85.4},
-        "stsb": {"pearson": 87.6, "spearmanr": 86.5},
-        "qqp": {"f1": 72.1, "accuracy": 89.3},
-        "mnli": {"accuracy": 86.7, "accuracy_mismatched": 85.9},
-        "qnli": {"accuracy": 92.7},
-        "rte": {"accuracy": 70.1},
-        "wnli": {"accuracy": 65.1},
-    }
-    assert round(benchmark_average(results)["glue_average"], 1) == 80.5
-
-
-def test_benchmark_average_needs_every_score_key():
-    with pytest.raises(ValueError, match="accuracy_mismatched"):
-        benchmark_average({"mnli": {"accuracy": 0.8}})
-
-
-BERT_LARGE_GLUE = {  # the leaderboard row of the test above, minus WNLI
+# BERT-large's row on the GLUE leaderboard (published score 80.5), without its WNLI accuracy (65.1)
+BERT_LARGE_GLUE = {
     "cola": {"matthews_correlation": 60.5},
     "sst2": {"accuracy": 94.9},
     "mrpc": {"f1": 89.3, "accuracy": 85.4},
@@ -222,6 +201,18 @@ BERT_LARGE_GLUE = {  # the leaderboard row of the test above, minus WNLI
     "qnli": {"accuracy": 92.7},
     "rte": {"accuracy": 70.1},
 }
+
+
+def test_benchmark_average_reproduces_a_published_glue_score():
+    # The row only adds up to 80.5 with the official rules: two-metric tasks averaged, MNLI once as
+    # mean(matched, mismatched).
+    results = {**BERT_LARGE_GLUE, "wnli": {"accuracy": 65.1}}
+    assert round(benchmark_average(results)["glue_average"], 1) == 80.5
+
+
+def test_benchmark_average_needs_every_score_key():
+    with pytest.raises(ValueError, match="accuracy_mismatched"):
+        benchmark_average({"mnli": {"accuracy": 0.8}})
 
 
 def test_courtois_glue_score_is_the_mean_of_nine_numbers_without_wnli():

@@ -189,6 +189,12 @@ def load_tinyshakespeare(data_dir: Path, options: Mapping[str, Any]) -> datasets
     )
 
 
+def imdb_reviews(data_dir: Path, file: str) -> list[dict[str, Any]]:
+    """The records (`text`, `label`) of one IMDB file, `imdb/train.jsonl.gz` or `imdb/test.jsonl.gz`."""
+    with gzip.open(data_dir / "imdb" / file, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def load_imdb(data_dir: Path, options: Mapping[str, Any]) -> datasets.DatasetDict:
     """IMDB reviews: `train_samples` of the train file and `eval_samples` of the test file (fixed seed)."""
     seed = options.get("data_seed", 0)
@@ -197,9 +203,7 @@ def load_imdb(data_dir: Path, options: Mapping[str, Any]) -> datasets.DatasetDic
         ("train", "train.jsonl.gz", options.get("train_samples")),
         ("validation", "test.jsonl.gz", options.get("eval_samples")),
     ):
-        with gzip.open(data_dir / "imdb" / file, "rt", encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        rows = _subsample(rows, count, seed)
+        rows = _subsample(imdb_reviews(data_dir, file), count, seed)
         splits[split] = datasets.Dataset.from_dict(
             {"text": [r["text"].replace("<br />", " ") for r in rows], "label": [r["label"] for r in rows]}
         )
@@ -233,10 +237,8 @@ def load_lra_text(data_dir: Path, options: Mapping[str, Any]) -> datasets.Datase
     seed = options.get("data_seed", 0)
     splits = {}
     for split, file in (("train", "train.jsonl.gz"), ("test", "test.jsonl.gz")):
-        with gzip.open(data_dir / "imdb" / file, "rt", encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
         count = options.get("train_samples") if split == "train" else options.get("test_samples")
-        splits[split] = _subsample(rows, count, seed)
+        splits[split] = _subsample(imdb_reviews(data_dir, file), count, seed)
     splits["validation"] = splits["test"][: options.get("eval_samples", 1_000)]
     return datasets.DatasetDict(
         {
@@ -329,17 +331,7 @@ def prepare_corpus(
                 f"{dataset}: byte encoding is only offered for classification, not {objective!r}"
             )
         features = {name: byte_features(split, length) for name, split in raw.items()}
-        return PreparedData(
-            features["train"],
-            features["validation"],
-            None,
-            default_data_collator,
-            dict(BYTE_FIELDS),
-            num_labels=len(set(raw["train"]["label"])),
-            tokens_per_sample=length,
-            compute_metrics=accuracy_of_logits,
-            test=features.get("test"),
-        )
+        return classification_data(raw, features, None, default_data_collator, dict(BYTE_FIELDS), length)
     tokenizer = load_or_train_tokenizer(
         output_dir / f"tokenizer_{dataset}", raw["train"]["text"], study.get("vocab_size", 8000), length
     )
@@ -362,12 +354,26 @@ def prepare_corpus(
             train, validation, tokenizer, collator, special_token_fields(tokenizer), tokens_per_sample=length
         )
     features = {name: classification_features(split, tokenizer, length) for name, split in raw.items()}
+    return classification_data(
+        raw, features, tokenizer, DataCollatorWithPadding(tokenizer), special_token_fields(tokenizer), length
+    )
+
+
+def classification_data(
+    raw: datasets.DatasetDict,
+    features: Mapping[str, datasets.Dataset],
+    tokenizer: PreTrainedTokenizerBase | None,
+    collator: Callable,
+    token_fields: dict[str, int | None],
+    length: int,
+) -> PreparedData:
+    """A classification corpus's PreparedData from its encoded splits (a `test` split takes the final metrics)."""
     return PreparedData(
         features["train"],
         features["validation"],
         tokenizer,
-        DataCollatorWithPadding(tokenizer),
-        special_token_fields(tokenizer),
+        collator,
+        token_fields,
         num_labels=len(set(raw["train"]["label"])),
         tokens_per_sample=length,
         compute_metrics=accuracy_of_logits,

@@ -14,7 +14,10 @@ import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from synthesizer_hf import SynthesizerConfig, SynthesizerForSequenceClassification
+from synthesizer_hf import SynthesizerForSequenceClassification
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import tiny_config  # the tests' 2-layer, hidden-32 model without dropout
 
 
 def main(output: str, attention_type: str) -> None:
@@ -23,18 +26,7 @@ def main(output: str, attention_type: str) -> None:
         dist.init_process_group("gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     torch.manual_seed(0)
-    config = SynthesizerConfig(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=16,
-        attention_type=attention_type,
-        num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    config = tiny_config(attention_type, num_labels=2)
     model = SynthesizerForSequenceClassification(config)
     wrapped = []
     if distributed:
