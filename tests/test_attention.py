@@ -11,6 +11,7 @@ import torch
 
 from conftest import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
 from synthesizer_hf import SynthesizerForMaskedLM, SynthesizerModel
+from synthesizer_hf.biased_attention import biased_attention
 from synthesizer_hf.modeling_synthesizer import SynthesizerSelfAttention
 from synthesizer_hf.synthesizers import Positions
 
@@ -161,6 +162,46 @@ def test_attention_matches_paper_equation(variant, implementation, causal):
     expected = reference_attention(attention, x, keep)
     rows = keep.bool()  # outputs at padded query positions are never used
     torch.testing.assert_close(out.double()[rows], expected[rows], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_training_gradients_equal_the_eager_reference(variant, causal, monkeypatch):
+    """In training (grad on) a trainable bias takes `biased_attention`, other mixtures SDPA: float64 outputs
+    and gradients (inputs and every parameter) equal the eager path's."""
+    from synthesizer_hf import modeling_synthesizer
+
+    fused_calls = []
+
+    def counting(*args):
+        fused_calls.append(1)
+        return biased_attention(*args)
+
+    monkeypatch.setattr(modeling_synthesizer, "biased_attention", counting)
+    config = tiny_config(variant)
+    attention = SynthesizerSelfAttention(config, config.layer_attention_types()[0], 0, causal).double()
+    with torch.no_grad():  # the module alone is not initialised (torch.empty)
+        for param in [*attention.parameters(), *attention.buffers()]:
+            param.normal_(0.0, 0.2)
+    x = torch.randn(3, 11, config.hidden_size, dtype=torch.float64, requires_grad=True)
+    keep = torch.ones(3, 11, dtype=torch.long)
+    keep[1, 8:] = 0
+    projection = (
+        torch.randn(3, 11, config.hidden_size, dtype=torch.float64) * keep[..., None]
+    )  # padded rows unused
+    results = {}
+    for implementation in ["eager", "sdpa"]:
+        config._attn_implementation = implementation
+        out, _ = run_attention(attention, x, keep, causal)
+        loss = (out * projection).sum()
+        results[implementation] = torch.autograd.grad(loss, [x, *attention.parameters()], allow_unused=True)
+    for name, eager, sdpa in zip(["x", *dict(attention.named_parameters())], *results.values()):
+        if eager is None:
+            assert sdpa is None, name
+        else:
+            torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-4)  # eager: float32 softmax
+    # mixtures of a trainable-bias synthesizer (random, factorized dense) with a query-key one
+    assert bool(fused_calls) == (variant in ("random+dot", "random+dense", "factorized_dense+symmetric_dot"))
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)

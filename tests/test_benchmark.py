@@ -70,6 +70,11 @@ def test_equal_configuration_gives_every_contender_the_same_dropout_and_head_wor
         masked_lm_config(name, "micro", 32, 100, "defaults") for name in ("bert-sdpa", "random")
     )
     assert bert.attention_probs_dropout_prob == 0.1 and synthesizer.sparse_prediction
+    bert, synthesizer = (
+        masked_lm_config(name, "micro", 32, 100, "equal-dropout") for name in ("bert-sdpa", "random+dot")
+    )
+    assert bert.attention_probs_dropout_prob == synthesizer.attention_probs_dropout_prob == 0.1
+    assert not synthesizer.sparse_prediction
     with pytest.raises(ValueError, match="configuration"):
         masked_lm_config("random", "micro", 32, 100, "fastest")
 

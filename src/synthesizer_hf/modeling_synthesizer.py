@@ -40,6 +40,7 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .biased_attention import biased_attention, uses_biased_attention
 from .caching import update_value_only
 from .configuration_synthesizer import SynthesizerConfig
 from .synthesizers import (
@@ -362,24 +363,33 @@ class SynthesizerSelfAttention(nn.Module):
             if output is not None:
                 return output.reshape(batch, length, -1), None
         logits = self.synthesized_logits(hidden_states, positions, keys_by_component)
-        if logits.bias is not None:
+        dropout = self.dropout if self.training else 0.0
+        # SDPA would take its math path for a trainable bias, and add the mask to the bias for every row
+        fused_bias = (
+            logits.query is not None
+            and self.config._attn_implementation == "sdpa"
+            and uses_biased_attention(logits.bias, logits.query, dropout)
+        )
+        if logits.bias is not None and not fused_bias:
             mask = logits.bias if attention_mask is None else logits.bias + attention_mask
             if mask.dtype == torch.float16:  # the only dtype where bias + minimum can overflow to -inf
                 mask = mask.clamp_min(torch.finfo(mask.dtype).min)
             attention_mask = mask.expand(batch, -1, length, -1)
-        dropout = self.dropout if self.training else 0.0
         if logits.query is None:  # pure bias (factorized dense, gathered random): softmax(bias) V directly
             output, weights = softmax_attention(self, attention_mask, value, dropout)
         else:
-            attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, eager_attention_forward
-            )
             query, key, value = equal_widths(
                 logits.query.expand(batch, -1, -1, -1), logits.key.expand(batch, -1, -1, -1), value
             )
-            output, weights = attention_interface(
-                self, query, key, value, attention_mask, dropout=dropout, scaling=1.0, **kwargs
-            )
+            if fused_bias:
+                output, weights = biased_attention(query, key, value, logits.bias, attention_mask), None
+            else:
+                attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                    self.config._attn_implementation, eager_attention_forward
+                )
+                output, weights = attention_interface(
+                    self, query, key, value, attention_mask, dropout=dropout, scaling=1.0, **kwargs
+                )
         return output[..., : self.value.out_features // self.num_heads].reshape(batch, length, -1), weights
 
 

@@ -101,7 +101,9 @@ class Settings:
         return self.size_lengths.get(size, self.lengths)
 
 
-CONFIGURATIONS = ("equal", "defaults")
+# equal configurations: the attention dropout every contender gets (and logits at every token)
+EQUAL_ATTENTION_DROPOUT = {"equal": 0.0, "equal-dropout": 0.1}
+CONFIGURATIONS = (*EQUAL_ATTENTION_DROPOUT, "defaults")
 
 
 def masked_lm_config(contender: str, size: str, length: int, vocab_size: int, configuration: str = "equal"):
@@ -109,7 +111,8 @@ def masked_lm_config(contender: str, size: str, length: int, vocab_size: int, co
 
     `equal` (the headline comparison): every contender does the same work besides attention: attention
     dropout 0 (so HF BERT-sdpa takes its fused kernel, as the Synthesizers' fast paths do) and vocabulary
-    logits at every token. `defaults`: each library's defaults: HF BERT with attention dropout 0.1, the
+    logits at every token. `equal-dropout`: the same with attention dropout 0.1 for every contender (BERT's
+    default; on CPU every model then takes a materialising path). `defaults`: each library's defaults: HF BERT with attention dropout 0.1, the
     Synthesizers with attention dropout 0 and `sparse_prediction` (vocabulary logits only at the masked
     positions, as the pretraining script trains); `bert-sdpa-attn-dropout-0` then shows BERT without
     attention dropout.
@@ -117,10 +120,14 @@ def masked_lm_config(contender: str, size: str, length: int, vocab_size: int, co
     if configuration not in CONFIGURATIONS:
         raise ValueError(f"configuration must be one of {CONFIGURATIONS}, got {configuration!r}.")
     dims = SIZES[size]
-    equal = configuration == "equal"
+    equal = configuration in EQUAL_ATTENTION_DROPOUT
     if contender in (BASELINE, BERT_WITHOUT_ATTENTION_DROPOUT):
-        no_dropout = equal or contender == BERT_WITHOUT_ATTENTION_DROPOUT
-        extra = {"attention_probs_dropout_prob": 0.0} if no_dropout else {}
+        if equal:
+            extra = {"attention_probs_dropout_prob": EQUAL_ATTENTION_DROPOUT[configuration]}
+        else:
+            extra = (
+                {"attention_probs_dropout_prob": 0.0} if contender == BERT_WITHOUT_ATTENTION_DROPOUT else {}
+            )
         return BertConfig(
             vocab_size=vocab_size, max_position_embeddings=length, attn_implementation="sdpa", **dims, **extra
         )
@@ -129,7 +136,7 @@ def masked_lm_config(contender: str, size: str, length: int, vocab_size: int, co
         vocab_size=vocab_size,
         max_position_embeddings=length,
         attn_implementation="sdpa",
-        attention_probs_dropout_prob=0.0,
+        attention_probs_dropout_prob=EQUAL_ATTENTION_DROPOUT.get(configuration, 0.0),
         sparse_prediction=not equal,
         **dims,
     )
@@ -754,13 +761,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"vocab {settings['vocab_size']}; medians over {settings['rounds']} interleaved rounds.  ",
         f"fp32 matmul peak of this machine at {settings['threads']} thread(s): "
         f"{results['matmul_peak']['peak_gflops']:.1f} GFLOP/s (FLOP limit = peak / FLOPs per token).  ",
-        "Configuration: "
-        + (
-            "**equal** (every contender: attention dropout 0, vocabulary logits at every token)."
-            if settings.get("configuration", "equal") == "equal"
-            else "**library defaults** (HF BERT: attention dropout 0.1; Synthesizers: attention dropout 0, "
-            "logits only at masked positions)."
-        ),
+        "Configuration: " + configuration_text(settings.get("configuration", "equal")),
     ]
     for size in settings["sizes"]:
         dims = SIZES[size]
@@ -915,10 +916,26 @@ def plot(results: dict[str, Any], out: Path) -> list[str]:
     return files
 
 
+def configuration_text(configuration: str) -> str:
+    """One line on what the contenders of a run share."""
+    if configuration in EQUAL_ATTENTION_DROPOUT:
+        dropout = EQUAL_ATTENTION_DROPOUT[configuration]
+        return f"**{configuration}** (every contender: attention dropout {dropout:g}, vocabulary logits at every token)."
+    return (
+        "**library defaults** (HF BERT: attention dropout 0.1; Synthesizers: attention dropout 0, "
+        "logits only at masked positions)."
+    )
+
+
 def source_digest() -> str:
     """Short sha256 of the model sources: which model code the numbers belong to."""
     package = Path(synthesizer_hf.__file__).parent
-    names = ("configuration_synthesizer.py", "modeling_synthesizer.py", "synthesizers.py")
+    names = (
+        "configuration_synthesizer.py",
+        "modeling_synthesizer.py",
+        "synthesizers.py",
+        "biased_attention.py",
+    )
     return hashlib.sha256(b"".join((package / name).read_bytes() for name in names)).hexdigest()[:12]
 
 
@@ -973,7 +990,7 @@ def parse_args(argv: list[str]) -> Settings:
         choices=CONFIGURATIONS,
         default="equal",
         help="equal: the same attention dropout (0) and head work (logits at every token) for every contender; "
-        "defaults: each library's defaults",
+        "equal-dropout: the same with attention dropout 0.1; defaults: each library's defaults",
     )
     parser.add_argument("--out", default="runs/benchmark", help="results directory")
     args = parser.parse_args(argv)
