@@ -396,6 +396,36 @@ def test_sparse_prediction_gives_the_same_loss_and_gradients():
     assert model(ids).logits.shape == (2, 10, 99), "without labels the full logits come back (fill-mask)"
 
 
+@pytest.mark.parametrize("variant", ["fixed_random", "random"])
+def test_training_keeps_the_shared_softmax_only_of_frozen_tables(variant, monkeypatch):
+    """A frozen R (fixed_random) needs no gradient through P, so training computes softmax(R) once and keeps
+    it until R changes; a trainable R recomputes it every step. Gradients equal the eager path's."""
+    from synthesizer_hf import modeling_synthesizer
+
+    calls = []
+    real = modeling_synthesizer.shared_softmax
+    monkeypatch.setattr(modeling_synthesizer, "shared_softmax", lambda *a: calls.append(1) or real(*a))
+    model = SynthesizerForMaskedLM(tiny_config(variant)).train()
+    ids = torch.randint(3, 99, (4, 9))
+    for _ in range(2):
+        model(ids, labels=ids).loss.backward()
+    layers = model.config.num_hidden_layers
+    assert len(calls) == (layers if variant == "fixed_random" else 2 * layers)
+    gradients = {name: p.grad.clone() / 2 for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.config._attn_implementation = "eager"
+    model(ids, labels=ids).loss.backward()
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(gradients[name], parameter.grad, atol=1e-5, rtol=1e-4)
+    if variant == "fixed_random":
+        model.config._attn_implementation = "sdpa"
+        for name, buffer in model.named_buffers():
+            if "random_logits" in name:
+                buffer.mul_(3.0)
+        model(ids, labels=ids)
+        assert len(calls) == 2 * layers, "an in-place change of R invalidates the kept softmax"
+
+
 @pytest.mark.parametrize("variant", ["random", "factorized_random+fixed_random"])
 def test_inference_cache_of_the_shared_softmax_follows_parameter_updates(variant):
     model = SynthesizerModel(tiny_config(variant)).eval()

@@ -268,7 +268,7 @@ class SynthesizerSelfAttention(nn.Module):
         self._shared_weights_key, self._shared_weights = (
             None,
             None,
-        )  # inference cache of the batch-shared softmax
+        )  # the batch-shared softmax, kept where it needs no gradient
 
     def synthesizer(self, name: str) -> Synthesizer:
         """The synthesizer `name` itself. An adapter library may wrap it to adapt its tables (PEFT's
@@ -289,7 +289,8 @@ class SynthesizerSelfAttention(nn.Module):
 
     def batch_shared_weights(self, hidden_states, positions: Positions) -> torch.Tensor | None:
         """P of the batch-shared softmax when every component ignores the input (random, fixed random,
-        factorized random), else None. In inference P is kept until a parameter changes (`_version`).
+        factorized random), else None. P is kept until a parameter changes (`_version`) where it needs no
+        gradient: in inference, and in training when every table is frozen (`fixed_random`).
 
         Not under `eager` (the reference path, which also returns the weights), nor with attention dropout
         (it needs a different dropout mask per batch row), nor with per-row positions (left padding), nor for
@@ -304,11 +305,13 @@ class SynthesizerSelfAttention(nn.Module):
             or (self.training and hidden_states.shape[0] < self.shared_softmax_min_batch)
         ):
             return None
-        reuse = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        tensors = [*self.synthesizers.parameters(), *self.synthesizers.buffers()]
+        if self.mixture_logits is not None:
+            tensors.append(self.mixture_logits)
+        # P needs no gradient in inference, nor in training when every table is frozen (fixed random)
+        needs_gradient = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        reuse = not needs_gradient and not torch.compiler.is_compiling()
         if reuse:
-            tensors = [*self.synthesizers.parameters(), *self.synthesizers.buffers()]
-            if self.mixture_logits is not None:
-                tensors.append(self.mixture_logits)
             key = (
                 positions.past_length,
                 positions.query_length,

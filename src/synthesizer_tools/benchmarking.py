@@ -755,7 +755,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Machine: {env['cpu_model']}, {env['logical_cpus']} logical CPUs; torch threads used: "
         f"{settings['threads']}; torch {env['torch']}, transformers {env['transformers']}; "
         f"synthesizer-hf {env.get('synthesizer_hf', '?')} (model source sha256 {env['model_source_sha256']}{changed}); "
-        f"started {env['started']}; wall time {results['wall_seconds']:.0f} s.  ",
+        f"started {env['started']}; wall time {results['wall_seconds']:.0f} s; allocator environment: "
+        f"{' '.join(f'{k}={v}' for k, v in env.get('allocator_environment', {}).items()) or 'none (glibc defaults)'}.  ",
         f"Batch: {settings['tokens']} token positions (batch = tokens / L), "
         f"{100 * settings['pad_fraction']:.0f}% of rows (rounded up) right-padded to a random shorter length; "
         f"vocab {settings['vocab_size']}; medians over {settings['rounds']} interleaved rounds.  ",

@@ -73,6 +73,12 @@ def environment_info() -> dict[str, Any]:
     )
     info["cpu_model"] = cpu_model()
     info["logical_cpus"] = os.cpu_count()
+    # glibc malloc tunables and preloaded allocators change the cost of large tensors (page faults)
+    info["allocator_environment"] = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith("MALLOC_") or name == "LD_PRELOAD"
+    }
     return info
 
 
