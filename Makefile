@@ -17,7 +17,7 @@ pytest = HF_HUB_OFFLINE=1 $(1)/bin/python -m pytest -n 2 -q
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints/tested.txt $(TORCH)
-	$(BIN)/pip install --quiet -c constraints/tested.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints/tested.txt -e ".[dev,warmstart]"
 
 install-oldest: .venv-oldest/bin/python
 	.venv-oldest/bin/pip install --quiet -c constraints/oldest.txt $(TORCH)

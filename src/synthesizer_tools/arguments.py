@@ -93,7 +93,8 @@ class WarmStartArguments:
     init_from_bert: str | None = field(
         default=None,
         metadata=_help(
-            "Start from this saved BERT folder, converted with --attention_type (with `dot` or a mixture such as "
+            "Start from this BERT (a saved folder, `minilm`: the offline all-MiniLM-L6-v2 of the [warmstart] "
+            "extra, or a Hub id), converted with --attention_type (with `dot` or a mixture such as "
             "random+dot the model starts out computing what the BERT computes) and with its tokenizer. The sizes "
             "and dropouts are BERT's; --synthesizer_length (default --max_seq_length) still applies."
         ),
