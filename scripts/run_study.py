@@ -1,5 +1,9 @@
 """Run one study (an experiment of docs/RESULTS.md) from its JSON config: train, tabulate and plot.
 
+A study whose `objective` is `warm_start` (`studies/paper_glue_minilm.json`) runs the training scripts from a
+pretrained BERT (`synthesizer_tools.warm_start_study`); --max_runs stops it after that many runs (rerun the
+same command to go on).
+
 The study's JSON holds its Trainer settings (`train`); Trainer flags given here (any `TrainingArguments` flag:
 --max_steps, --learning_rate, --optim, ...) override them in every run (and so enter the runs' keys).
 
@@ -12,10 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,6 +32,7 @@ from transformers import TrainingArguments
 
 from synthesizer_tools.arguments import ScriptArgumentParser, flags_not_of, given_training_arguments
 from synthesizer_tools.studies import load_study_config, run_study
+from synthesizer_tools.warm_start_study import load_warm_start_study, run_warm_start_study
 
 
 @dataclass
@@ -37,6 +44,9 @@ class StudyArguments:
     config: str = field(metadata={"help": "Study JSON (studies/<name>.json)."})
     data_dir: str = field(metadata={"help": "Offline data folder (shared/data)."})
     smoke: bool = field(default=False, metadata={"help": "Apply the config's tiny `smoke` overrides."})
+    max_runs: int | None = field(
+        default=None, metadata={"help": "warm_start studies: run at most this many runs, then report."}
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyArguments, str, dict[str, Any]]:
@@ -56,6 +66,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyArguments, str, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     study, output_dir, overrides = parse_args(argv)
+    if json.loads(Path(study.config).read_text(encoding="utf-8")).get("objective") == "warm_start":
+        if overrides or study.smoke:
+            raise SystemExit(
+                "a warm_start study takes its settings from its file: no Trainer flags, no --smoke"
+            )
+        summary = run_warm_start_study(
+            load_warm_start_study(study.config), study.data_dir, output_dir, limit=study.max_runs
+        )
+        print(summary["tables"])
+        return
     config = load_study_config(study.config, smoke=study.smoke)
     summary = run_study(config, study.data_dir, output_dir, train_overrides=overrides)
     print(summary["tables"])
