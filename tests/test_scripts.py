@@ -24,6 +24,8 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BertConfig,
+    BertModel,
 )
 
 from conftest import free_port, load_script, run_without_package
@@ -559,20 +561,49 @@ def test_prepare_hub_folder_refuses_to_overwrite(workdir, mlm_dir):
         load_script("prepare_hub_folder").main(["--model_dir", str(mlm_dir), "--output_dir", str(target)])
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end_with_tiny_settings(workdir, capsys):
-    output_dir = workdir / "demo"
-    summary = load_script("demo").main(
-        [
-            "--output_dir", str(output_dir), "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2",
-            "--max_seq_length", "32", "--vocab_size", "400", "--pretrain_steps", "3", "--finetune_epochs", "1",
-            "--max_train_samples", "32", "--max_eval_samples", "32", "--disable_tqdm",
-        ]
+@pytest.fixture(scope="module")
+def bert_dir(workdir, tokenizer_dir) -> Path:
+    """A tiny pretrained-BERT stand-in: a `BertModel` folder (no MLM head, as all-MiniLM-L6-v2) with a tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64,
     )  # fmt: skip
-    assert 0 <= summary["sst2_accuracy"] <= 1
+    folder = workdir / "bert"
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+TINY_DEMO = ["--max_seq_length", "32", "--finetune_epochs", "1", "--max_train_samples", "32",
+             "--max_eval_samples", "32", "--disable_tqdm"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_demo_fine_tunes_the_bert_and_its_synthesizer_side_by_side(workdir, bert_dir, capsys):
+    output_dir = workdir / "demo"
+    summary = load_script("demo").main(["--output_dir", str(output_dir), "--bert", str(bert_dir), *TINY_DEMO])
+    assert set(summary["sst2_accuracy"]) == {"BERT", "random+dot"}
+    assert all(0 <= value <= 1 for value in summary["sst2_accuracy"].values())
     for path in summary["paths"].values():
         assert Path(path).exists(), path
-    assert "SST-2 dev accuracy" in capsys.readouterr().out
+    bert_run = json.loads((output_dir / "bert" / "sst2" / "config.json").read_text())
+    assert bert_run["model_type"] == "bert"  # transformers' own BertForSequenceClassification, unconverted
+    printed = capsys.readouterr().out
+    assert "SST-2 dev accuracy" in printed and "BERT" in printed
+    card = (output_dir / "hub" / "README.md").read_text()
+    assert "sst2" in card and "--init_from_bert" in card
+
+
+@pytest.mark.slow
+def test_demo_from_scratch_pretrains_a_small_synthesizer_first(workdir, capsys):
+    output_dir = workdir / "demo-scratch"
+    summary = load_script("demo").main(
+        ["--output_dir", str(output_dir), "--from_scratch", "--hidden_size", "32", "--num_layers", "1",
+         "--num_heads", "2", "--vocab_size", "400", "--pretrain_steps", "3", *TINY_DEMO]
+    )  # fmt: skip
+    assert list(summary["sst2_accuracy"]) == ["random+dot"] and "from scratch" in summary["start"]
     card = (output_dir / "hub" / "README.md").read_text()
     assert "sst2" in card and "python scripts/run_glue.py" in card
 
