@@ -3,6 +3,7 @@
 import gzip
 import json
 import random
+import shutil
 from pathlib import Path
 
 import datasets
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import load_script
 from synthesizer_hf import SynthesizerConfig, SynthesizerForSequenceClassification
+from synthesizer_tools.bundled import DEMO_DATA_DIR
 from synthesizer_tools.pair_probe import (
     CLS_ID,
     IGNORED_LABEL,
@@ -90,7 +92,37 @@ def test_mlm_study_end_to_end(tmp_path):
     assert record["train_steps"] == 1 and record["spec"]["train"]["optim"] == "sgd"
 
 
-STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.json"))
+def test_glue_study_fine_tunes_the_saved_models_of_its_pretraining_study(tmp_path):
+    """The `glue` objective end to end: an MLM study saves its models, the GLUE study fine-tunes each one."""
+    data = tmp_path / "data"
+    write_corpus(data)
+    shutil.copytree(DEMO_DATA_DIR / "glue" / "RTE", data / "glue" / "RTE")
+    shared = {"variants": ["dot", "random"], "seeds": [0], "vocab_size": 120, "max_length": 32}
+    pretraining = {
+        **shared, "name": "mlm_tiny", "objective": "mlm", "save_models": True,
+        "model": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32},
+        "train": {"max_steps": 2, "eval_steps": 2, "per_device_train_batch_size": 4},
+        "datasets": {"wikitext2": {"eval_blocks": 4}},
+    }  # fmt: skip
+    run_study(pretraining, data, tmp_path / "mlm_tiny")
+    glue = {
+        **shared, "name": "glue_tiny", "objective": "glue", "pretrained_from": "mlm_tiny",
+        "pretrained_dataset": "wikitext2",
+        "train": {"max_steps": 2, "per_device_train_batch_size": 4, "eval_strategy": "no"},
+        "datasets": {"rte": {"train_samples": 8}},
+    }  # fmt: skip
+    summary = run_study(glue, data, tmp_path / "glue_tiny")
+    assert [row["variant"] for row in summary["rows"]] == ["dot", "random"]
+    record = json.loads((tmp_path / "glue_tiny" / "runs" / "rte__random__seed0.json").read_text())
+    assert record["train_steps"] == 2 and 0 <= record["metrics"]["score"] <= 1
+    assert record["spec"]["pretrained_from"] == "mlm_tiny"
+
+
+STUDIES = [  # warm-start studies have their own schema (tests/test_warm_start_study.py)
+    path
+    for path in sorted((Path(__file__).parent.parent / "studies").glob("*.json"))
+    if json.loads(path.read_text())["objective"] != "warm_start"
+]
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)

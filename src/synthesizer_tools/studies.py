@@ -571,9 +571,8 @@ def train_one(
     set_seed(seed)
     if objective == "glue":
         source = Path(study["_pretrained_dir"]) / run_name(study.get("pretrained_dataset", ""), variant, seed)
-        spec = get_task(data.task)
         model = load_task_model(
-            spec, data.tokenizer, study.get("max_length", 128), model_name_or_path=str(source)
+            get_task(data.task), data.tokenizer, study.get("max_length", 128), model_name_or_path=str(source)
         )
     else:
         model = build_model(objective, study.get("model", {}), variant, data)
