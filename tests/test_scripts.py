@@ -397,7 +397,9 @@ def test_run_glue_trains_a_lora_adapter(workdir, mlm_dir, task_data):
     assert adapter["r"] == 4 and adapter["target_parameters"] == ["random_logits"]
     assert {"pooler", "classifier"} <= set(adapter["modules_to_save"]) and adapter["task_type"] == "SEQ_CLS"
     copa = json.loads((output_dir / "copa" / "adapter_config.json").read_text())
-    assert copa["modules_to_save"] == ["pooler", "classifier"], "multiple choice: no peft task type, the head saved"
+    assert copa["modules_to_save"] == ["pooler", "classifier"], (
+        "multiple choice: no peft task type, the head saved"
+    )
     assert not (output_dir / "sst2" / "model.safetensors").exists(), "an adapter folder, not a full model"
     assert json.loads((output_dir / "sst2" / "run_info.json").read_text())["arguments"]["lora_r"] == 4
 
