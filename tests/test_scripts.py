@@ -462,7 +462,7 @@ def test_run_glue_unknown_task_lists_valid_names(mlm_dir, capsys):
 
 
 def test_run_glue_missing_files_give_a_clear_error(workdir, mlm_dir):
-    with pytest.raises(FileNotFoundError, match=r"train file at .*CoLA"):
+    with pytest.raises(FileNotFoundError, match=r"cola train: .*CoLA/train.tsv"):
         load_script("run_glue").main(
             ["--tasks", "cola", "--data_dir", str(workdir / "empty"), "--model_name_or_path", str(mlm_dir),
              "--output_dir", str(workdir / "glue_missing")]
