@@ -363,3 +363,14 @@ def test_the_no_flags_read_as_what_they_do(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--no_predict, --no-predict Turn --predict off." in text
     assert "--no_save_model, --no-save-model Turn --save_model off." in text
+
+
+def test_a_reused_tokenizer_is_announced(tmp_path, caplog):
+    """An earlier run's tokenizer in the output folder wins over --vocab_size: say so."""
+    from synthesizer_tools.tokenization import load_or_train_tokenizer
+
+    texts = ["the cat sat on the mat", "a dog ran in the park"] * 8
+    first = load_or_train_tokenizer(tmp_path, texts, vocab_size=60, model_max_length=16)
+    with caplog.at_level(logging.WARNING, logger="synthesizer_tools"):
+        again = load_or_train_tokenizer(tmp_path, texts, vocab_size=500, model_max_length=16)
+    assert len(again) == len(first) and "Reusing the tokenizer" in caplog.text
