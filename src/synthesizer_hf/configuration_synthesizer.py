@@ -188,10 +188,11 @@ class SynthesizerConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """Another model's config (a BERT folder given to `SynthesizerForMaskedLM.from_pretrained`) is refused, with
-        the way to convert a BERT. Overrides given to `from_pretrained` go through the same defaults and checks as the constructor
-        (transformers would otherwise set them after construction, unchecked); a new synthesizer length
-        also re-derives the factorized dense factors."""
+        """Another model's config (a BERT folder given to `SynthesizerForMaskedLM.from_pretrained`) is refused,
+        with the way to convert a BERT, rather than loaded as a randomly initialised Synthesizer. Overrides given
+        to `from_pretrained` go through the same defaults and checks as the constructor (transformers would
+        otherwise set them after construction, unchecked); a new synthesizer length also re-derives the
+        factorized dense factors."""
         saved_type = config_dict.get("model_type", cls.model_type)
         if saved_type != cls.model_type:
             raise ValueError(

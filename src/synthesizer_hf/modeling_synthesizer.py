@@ -578,8 +578,8 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.from_pretrained`, but a checkpoint whose attention layers hold the weights of another
         variant or mixture (a `random` checkpoint loaded as `dense`, a mixture as one of its components), or an
         encoder-decoder loaded as a causal LM (`pipeline("text-generation")`), is an error, not randomly
-        initialised weights and a warning. Any other missing weight follows the
-        transformers contract: initialised, listed in the loading info and logged.
+        initialised weights and a warning. Any other missing weight follows the transformers contract:
+        initialised, listed in the loading info and logged.
         """
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)

@@ -432,7 +432,7 @@ def given_training_arguments(flags: Sequence[str]) -> dict[str, Any]:
     return vars(parser.parse_args(list(flags)))
 
 
-def flags_set_by_the_start(model: ModelArguments, warm_start: WarmStartArguments) -> list[str]:
+def architecture_flags_given(model: ModelArguments, warm_start: WarmStartArguments) -> list[str]:
     """The architecture flags given (not at their defaults) that the model a run starts from decides instead:
     all of them for a saved checkpoint, all but --attention_type and --synthesizer_length for a BERT."""
     kept = ("attention_type", "synthesizer_length") if warm_start.init_from_bert else ()
@@ -451,7 +451,7 @@ def check_architecture_flags(
     silently override."""
     if not (checkpoint or warm_start.init_from_bert):
         return
-    flags = flags_set_by_the_start(model, warm_start)
+    flags = architecture_flags_given(model, warm_start)
     if not flags:
         return
     if warm_start.init_from_bert:
