@@ -61,6 +61,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_model_folder(model_dir: str) -> None:
+    """A usage error for what is not a saved model folder (a typo, a LoRA adapter), before anything loads."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise SystemExit(f"{model_dir}: no such folder (give a folder saved with save_pretrained).")
+    if (folder / "adapter_config.json").is_file():
+        raise SystemExit(
+            f"{model_dir} holds a LoRA adapter (adapter_config.json), not a whole model: merge it into its base "
+            "model and save that (docs/TRAINING.md, 'PEFT / LoRA'), then export the merged folder."
+        )
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"{model_dir} has no config.json: not a folder saved with save_pretrained.")
+
+
 def head_class(model_dir: str, head: str | None) -> type:
     if head is not None:
         return getattr(synthesizer_hf, HEADS[head])
@@ -102,6 +116,7 @@ def check_with_onnxruntime(model, path: Path, token_type_ids: bool, atol: float)
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
+    check_model_folder(args.model_dir)
     model = head_class(args.model_dir, args.head).from_pretrained(args.model_dir).eval()
     path = export_onnx(model, args.output, opset=args.opset, token_type_ids=not args.no_token_type_ids)
     print(

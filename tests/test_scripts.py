@@ -397,9 +397,11 @@ def test_run_glue_trains_a_lora_adapter(workdir, mlm_dir, task_data):
     assert 0 <= summary["scores"]["sst2"] <= 1 and 0 <= summary["scores"]["copa"] <= 1
     adapter = json.loads((output_dir / "sst2" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and adapter["target_parameters"] == ["random_logits"]
-    assert "classifier" in adapter["modules_to_save"] and adapter["task_type"] == "SEQ_CLS"
+    assert {"pooler", "classifier"} <= set(adapter["modules_to_save"]) and adapter["task_type"] == "SEQ_CLS"
     copa = json.loads((output_dir / "copa" / "adapter_config.json").read_text())
-    assert copa["modules_to_save"] == ["classifier"], "multiple choice: no peft task type, the head saved"
+    assert copa["modules_to_save"] == ["pooler", "classifier"], (
+        "multiple choice: no peft task type, the head saved"
+    )
     assert not (output_dir / "sst2" / "model.safetensors").exists(), "an adapter folder, not a full model"
     assert json.loads((output_dir / "sst2" / "run_info.json").read_text())["arguments"]["lora_r"] == 4
 
@@ -462,7 +464,7 @@ def test_run_glue_unknown_task_lists_valid_names(mlm_dir, capsys):
 
 
 def test_run_glue_missing_files_give_a_clear_error(workdir, mlm_dir):
-    with pytest.raises(FileNotFoundError, match=r"train file at .*CoLA"):
+    with pytest.raises(FileNotFoundError, match=r"cola train: .*CoLA/train.tsv"):
         load_script("run_glue").main(
             ["--tasks", "cola", "--data_dir", str(workdir / "empty"), "--model_name_or_path", str(mlm_dir),
              "--output_dir", str(workdir / "glue_missing")]

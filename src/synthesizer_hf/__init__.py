@@ -4,20 +4,11 @@ Importing the package registers the config and every head with the Auto classes,
 `auto_map`, so `save_pretrained` writes a folder that also loads with `trust_remote_code=True`.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import transformers
 
 from .configuration_synthesizer import ATTENTION_ALIASES, ATTENTION_COMPONENTS, SynthesizerConfig
 from .modeling_synthesizer import (
+    AUTO_MODEL_CLASSES,
     SynthesizerDecoder,
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,
@@ -31,18 +22,10 @@ from .modeling_synthesizer import (
     SynthesizerSeq2SeqModel,
 )
 
-AUTO_CLASSES = {
-    AutoModel: SynthesizerModel,
-    AutoModelForMaskedLM: SynthesizerForMaskedLM,
-    AutoModelForSequenceClassification: SynthesizerForSequenceClassification,
-    AutoModelForTokenClassification: SynthesizerForTokenClassification,
-    AutoModelForMultipleChoice: SynthesizerForMultipleChoice,
-    AutoModelForQuestionAnswering: SynthesizerForQuestionAnswering,
-    AutoModelForCausalLM: SynthesizerForCausalLM,
-    AutoModelForSeq2SeqLM: SynthesizerForSeq2SeqLM,
-}
+# {Auto class: head}
+AUTO_CLASSES = {getattr(transformers, auto): head for auto, head in AUTO_MODEL_CLASSES.items()}
 
-AutoConfig.register(SynthesizerConfig.model_type, SynthesizerConfig, exist_ok=True)
+transformers.AutoConfig.register(SynthesizerConfig.model_type, SynthesizerConfig, exist_ok=True)
 SynthesizerConfig.register_for_auto_class()
 for auto_class, model_class in AUTO_CLASSES.items():
     auto_class.register(SynthesizerConfig, model_class, exist_ok=True)

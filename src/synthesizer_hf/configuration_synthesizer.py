@@ -55,9 +55,14 @@ def parse_attention_type(spec: str) -> tuple[str, ...]:
     return tuple(components)
 
 
-def _canonical(spec: str | list[str]) -> str | list[str]:
+def _canonical(spec: str | list[str], field: str) -> str | list[str]:
     if isinstance(spec, str):
         return "+".join(parse_attention_type(spec))
+    if not isinstance(spec, (list, tuple)):
+        raise ValueError(
+            f"{field} must be a synthesizing function such as 'random', a '+' mixture such as 'random+dot', or a "
+            f"list with one of those per layer; got {spec!r}."
+        )
     return ["+".join(parse_attention_type(s)) for s in spec]
 
 
@@ -169,8 +174,8 @@ class SynthesizerConfig(PreTrainedConfig):
         if self.synthesizer_initializer_range is None:
             self.synthesizer_initializer_range = self.initializer_range
         # Canonical names are what gets saved, so a checkpoint never depends on alias spellings.
-        self.attention_type = _canonical(self.attention_type)
-        self.decoder_attention_type = _canonical(self.decoder_attention_type)
+        self.attention_type = _canonical(self.attention_type, "attention_type")
+        self.decoder_attention_type = _canonical(self.decoder_attention_type, "decoder_attention_type")
         self.check_sizes()
         super().__post_init__(**kwargs)
 
@@ -183,9 +188,24 @@ class SynthesizerConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """Overrides given to `from_pretrained` go through the same defaults and checks as the constructor
-        (transformers would otherwise set them after construction, unchecked); a new synthesizer length
-        also re-derives the factorized dense factors."""
+        """Another model's config (a BERT folder given to `SynthesizerForMaskedLM.from_pretrained`) is refused,
+        with the way to convert a BERT, rather than loaded as a randomly initialised Synthesizer. Overrides given
+        to `from_pretrained` go through the same defaults and checks as the constructor (transformers would
+        otherwise set them after construction, unchecked); a new synthesizer length also re-derives the
+        factorized dense factors."""
+        saved_type = config_dict.get("model_type", cls.model_type)
+        if saved_type != cls.model_type:
+            raise ValueError(
+                f"This folder holds a {saved_type!r} checkpoint, not a Synthesizer one: its weights would not load "
+                "and the model would be randomly initialised. "
+                + (
+                    "Convert a BERT with synthesizer_hf.bert_warm_start.from_bert(folder, head=..., "
+                    "attention_type=...) or scripts/convert_bert.py (a warm start)."
+                    if saved_type == "bert"
+                    else "Only Synthesizer checkpoints (model_type 'synthesizer') and BERTs (converted with "
+                    "synthesizer_hf.bert_warm_start.from_bert) can be loaded."
+                )
+            )
         fields = {field.name for field in dataclasses.fields(cls)}
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
         config_dict = {**config_dict, **overrides}

@@ -36,7 +36,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs
+from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -51,6 +51,8 @@ from .synthesizers import (
     combine_logits,
     split_heads,
 )
+
+logger = logging.get_logger(__name__)
 
 # transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache` (the old name is a
 # deprecated alias there, unknown to a GradientCheckpointingLayer); earlier 5.x releases know only the old one.
@@ -364,6 +366,7 @@ class SynthesizerSelfAttention(nn.Module):
         if shared_weights is not None:
             output = batch_shared_attention(shared_weights, value, key_padding_mask)
             if output is not None:
+                warn_if_weights_asked(kwargs)
                 return output.reshape(batch, length, -1), None
         logits = self.synthesized_logits(hidden_states, positions, keys_by_component)
         dropout = self.dropout if self.training else 0.0
@@ -393,7 +396,20 @@ class SynthesizerSelfAttention(nn.Module):
                 output, weights = attention_interface(
                     self, query, key, value, attention_mask, dropout=dropout, scaling=1.0, **kwargs
                 )
+        if weights is None:
+            warn_if_weights_asked(kwargs)
         return output[..., : self.value.out_features // self.num_heads].reshape(batch, length, -1), weights
+
+
+def warn_if_weights_asked(kwargs: dict) -> None:
+    """`output_attentions=True` on a path that never forms the attention weights (SDPA, the fused bias and
+    batch-shared kernels) returns no weights; say so and how to get them, as transformers' SDPA does."""
+    if kwargs.get("output_attentions"):
+        logger.warning_once(
+            "output_attentions=True: the Synthesizer's sdpa attention paths do not form the attention weights, "
+            "so none are returned. Load the model with attn_implementation='eager' (or call "
+            "model.set_attn_implementation('eager')) to get them."
+        )
 
 
 def equal_widths(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
@@ -560,12 +576,19 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, but a checkpoint whose attention layers hold the weights of another
-        variant or mixture (a `random` checkpoint loaded as `dense`, a mixture as one of its components) is an
-        error, not randomly initialised synthesizers and a warning. Any other missing weight follows the
-        transformers contract: initialised, listed in the loading info and logged.
+        variant or mixture (a `random` checkpoint loaded as `dense`, a mixture as one of its components), or an
+        encoder-decoder loaded as a causal LM (`pipeline("text-generation")`), is an error, not randomly
+        initialised weights and a warning. Any other missing weight follows the transformers contract:
+        initialised, listed in the loading info and logged.
         """
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if isinstance(model, SynthesizerForCausalLM) and getattr(model.config, "is_encoder_decoder", False):
+            raise ValueError(
+                "The checkpoint is an encoder-decoder (SynthesizerForSeq2SeqLM): a decoder-only "
+                "SynthesizerForCausalLM would start from random weights. Load it with AutoModelForSeq2SeqLM, or "
+                "use pipeline('text2text-generation')."
+            )
         if not kwargs.get("ignore_mismatched_sizes", False):
             layers = attention_layers_of_another_variant(model, info["missing_keys"], info["unexpected_keys"])
             if layers:
@@ -576,6 +599,19 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
                     "ignore_mismatched_sizes=True to initialise the differing weights anew."
                 )
         return (model, info) if wants_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every head in the config's `auto_map` (transformers lists only
+        the saved one), so any `AutoModelFor...` loads the folder with `trust_remote_code=True` where the package
+        is not installed: a pretrained encoder is fine-tuned with another head."""
+        if self._auto_class is not None:  # the modeling code is copied next to the weights
+            self.config.auto_map = {
+                "AutoConfig": f"configuration_synthesizer.{type(self.config).__name__}",
+                **{
+                    auto: f"modeling_synthesizer.{head.__name__}" for auto, head in AUTO_MODEL_CLASSES.items()
+                },
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -651,6 +687,16 @@ def embed_and_mask(
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
     reference = input_ids if input_ids is not None else inputs_embeds
+    if reference.dim() != (2 if input_ids is not None else 3):
+        name, shape = (
+            ("input_ids", "[batch, length]")
+            if input_ids is not None
+            else ("inputs_embeds", "[batch, length, hidden]")
+        )
+        raise ValueError(
+            f"{name} must be {shape}, got shape {tuple(reference.shape)}: add the batch dimension "
+            f"({name}[None], or tokenizer(..., return_tensors='pt'))."
+        )
     batch, length = reference.shape[:2]
     if batch == 0 or length == 0:
         raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
@@ -1373,7 +1419,21 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         )
 
 
+# The Auto class of every head: the package registers them (`synthesizer_hf/__init__.py`) and `save_pretrained`
+# lists them all in `auto_map`.
+AUTO_MODEL_CLASSES: dict[str, type[SynthesizerPreTrainedModel]] = {
+    "AutoModel": SynthesizerModel,
+    "AutoModelForMaskedLM": SynthesizerForMaskedLM,
+    "AutoModelForSequenceClassification": SynthesizerForSequenceClassification,
+    "AutoModelForTokenClassification": SynthesizerForTokenClassification,
+    "AutoModelForMultipleChoice": SynthesizerForMultipleChoice,
+    "AutoModelForQuestionAnswering": SynthesizerForQuestionAnswering,
+    "AutoModelForCausalLM": SynthesizerForCausalLM,
+    "AutoModelForSeq2SeqLM": SynthesizerForSeq2SeqLM,
+}
+
 __all__ = [
+    "AUTO_MODEL_CLASSES",
     "SynthesizerDecoder",
     "SynthesizerForCausalLM",
     "SynthesizerForMaskedLM",

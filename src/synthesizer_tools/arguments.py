@@ -14,6 +14,7 @@ defaults, so `--help` shows them, and they apply to argument files too. `--outpu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from synthesizer_hf.configuration_synthesizer import ATTENTION_ALIASES
+from synthesizer_hf.configuration_synthesizer import ATTENTION_ALIASES, SynthesizerConfig
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 
 from .records import command_line
@@ -69,7 +70,14 @@ class ModelArguments:
             "L of the length-bound synthesizers (default: --max_seq_length, the longest input they accept)."
         ),
     )
-    dropout: float = field(default=0.1, metadata=_help("Hidden and attention dropout."))
+    dropout: float = field(default=0.1, metadata=_help("Hidden dropout (BERT's hidden_dropout_prob)."))
+    attention_dropout: float = field(
+        default=SynthesizerConfig.attention_probs_dropout_prob,
+        metadata=_help(
+            "Dropout on the attention weights (attention_probs_dropout_prob; the library's default). Above 0 it "
+            "turns off the batch-shared softmax of the random synthesizers and the fused CPU kernels."
+        ),
+    )
 
 
 @dataclass
@@ -193,10 +201,16 @@ class TaskArguments:
     max_eval_samples: int | None = field(default=None, metadata=_help("Quick runs: the first N examples."))
     max_predict_samples: int | None = field(default=None, metadata=_help("Quick runs: the first N examples."))
     predict: bool = field(
-        default=True, metadata=_help("Write official submission files for the test splits that exist.")
+        default=True,
+        metadata=_help(
+            "Write official submission files for the test splits that exist (--no_predict: write none)."
+        ),
     )
     save_model: bool = field(
-        default=True, metadata=_help("Save each fine-tuned model (and tokenizer) in <output_dir>/<task>.")
+        default=True,
+        metadata=_help(
+            "Save each fine-tuned model (and tokenizer) in <output_dir>/<task> (--no_save_model: save none)."
+        ),
     )
     text_to_text: bool = field(
         default=False,
@@ -360,6 +374,12 @@ class ScriptArgumentParser(HfArgumentParser):
             if action.type is string_to_bool and action.nargs is None:
                 # `bool | None` fields (--disable_tqdm, --activation_checkpointing) work as bare flags too
                 action.nargs, action.const = "?", True
+            if (
+                isinstance(action, argparse._StoreFalseAction)
+                and f"--no_{action.dest}" in action.option_strings
+            ):
+                # HfArgumentParser gives --no_X the help of --X, which then reads as its opposite
+                action.help, action.default = f"Turn --{action.dest} off.", argparse.SUPPRESS
             if action.dest == "output_dir" and require_output_dir:
                 action.required = True
             if action.dest == "resume_from_checkpoint":
@@ -413,6 +433,39 @@ def given_training_arguments(flags: Sequence[str]) -> dict[str, Any]:
     return vars(parser.parse_args(list(flags)))
 
 
+def architecture_flags_given(model: ModelArguments, warm_start: WarmStartArguments) -> list[str]:
+    """The architecture flags given (not at their defaults) that the model a run starts from decides instead:
+    all of them for a saved checkpoint, all but --attention_type and --synthesizer_length for a BERT."""
+    kept = ("attention_type", "synthesizer_length") if warm_start.init_from_bert else ()
+    given = []
+    for spec in dataclasses.fields(model):
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        if spec.name not in kept and getattr(model, spec.name) != default:
+            given.append(f"--{spec.name}")
+    return given
+
+
+def check_architecture_flags(
+    parser: argparse.ArgumentParser, model: ModelArguments, warm_start: WarmStartArguments, checkpoint: bool
+) -> None:
+    """A usage error naming the architecture flags that a checkpoint (`checkpoint`) or --init_from_bert would
+    silently override."""
+    if not (checkpoint or warm_start.init_from_bert):
+        return
+    flags = architecture_flags_given(model, warm_start)
+    if not flags:
+        return
+    if warm_start.init_from_bert:
+        parser.error(
+            f"{', '.join(flags)}: the BERT of --init_from_bert sets the sizes and dropouts; only --attention_type "
+            "and --synthesizer_length apply to a warm start. Drop them."
+        )
+    parser.error(
+        f"{', '.join(flags)}: the checkpoint of --model_name_or_path sets the architecture (its config.json), so "
+        "these would be ignored. Drop them, or train a new model (--from_scratch, or pretrain one)."
+    )
+
+
 def parse_pretraining_arguments(
     objective: str, argv: Sequence[str] | None = None, *, program: str, description: str | None = None
 ) -> PretrainingArguments:
@@ -433,6 +486,7 @@ def parse_pretraining_arguments(
         data, masking, model, warm_start, training = parsed
         if warm_start.init_from_bert and data.tokenizer:
             parser.error("--init_from_bert uses the tokenizer of the BERT folder: drop --tokenizer")
+        check_architecture_flags(parser, model, warm_start, checkpoint=False)
         return PretrainingArguments(data, model, masking, training, warm_start, command)
     data, span, model, training = parsed
     return PretrainingArguments(data, model, span, training, command=command)
@@ -460,6 +514,12 @@ def parse_finetuning_arguments(
         parser.error("--init_from_bert uses the tokenizer of the BERT folder: drop --tokenizer")
     if warm_start.init_from_bert and task.text_to_text:
         parser.error("--init_from_bert converts an encoder: it cannot be combined with --text_to_text")
+    check_architecture_flags(parser, model, warm_start, checkpoint=task.model_name_or_path is not None)
+    if lora.lora and task.model_name_or_path is None:
+        parser.error(
+            "--lora needs --model_name_or_path: the adapter is saved as a change to that checkpoint, the base it "
+            "is loaded onto (convert a BERT first with scripts/convert_bert.py)"
+        )
     if training.resume_from_checkpoint not in (None, LATEST) and len(task.tasks) > 1:
         parser.error("--resume_from_checkpoint PATH needs a single task; give no path to resume each task")
     return FineTuningArguments(task, model, training, warm_start, command, lora)

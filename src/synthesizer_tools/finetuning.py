@@ -12,16 +12,33 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertConfig,
+    PreTrainedConfig,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
-from synthesizer_hf.bert_warm_start import bert_tokenizer
+from synthesizer_hf.bert_warm_start import bert_tokenizer, check_bert_folder, synthesizer_config
+from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
 
 from .arguments import FineTuningArguments, TaskArguments, script_arguments
 from .data import first_rows
-from .models import with_lora_adapter
+from .models import architecture_fields, attention_spec, check_max_seq_length, with_lora_adapter
 from .records import EVAL_RESULTS_FILE, RUN_INFO_FILE, SUMMARY_FILE, environment_info, write_json
 from .task_heads import TaskFineTuning, TaskHeadFineTuning
-from .tasks import TaskSpec, benchmark_average, get_task, load_task, write_test_predictions
+from .tasks import (
+    TaskSpec,
+    benchmark_average,
+    check_task_files,
+    get_task,
+    load_task,
+    write_test_predictions,
+)
 from .text_to_text import TextToTextFineTuning
 from .trainer import make_trainer, run_info, setup_logging, train
 
@@ -70,7 +87,7 @@ def run_task(
     set_seed(training_args.seed)
     model = fine_tuning.build_model()
     if arguments.lora.lora:
-        model = with_lora_adapter(model, arguments.lora, fine_tuning.peft_task_type)
+        model = with_lora_adapter(model, arguments.lora, fine_tuning.peft_task_type, fine_tuning.new_modules)
     trainer = make_trainer(
         model,
         training_args,
@@ -91,6 +108,14 @@ def run_task(
     for split_name in [s for s in raw if s.startswith("validation")]:
         metrics.update(fine_tuning.evaluate(trainer, split_name))
     if task.predict:
+        if task.max_predict_samples is not None and any(s.startswith("test") for s in raw):
+            logger.warning(
+                "%s: --max_predict_samples %d: the submission files hold the first %d test rows only, which the "
+                "benchmark servers reject; drop the flag for a submission.",
+                name,
+                task.max_predict_samples,
+                task.max_predict_samples,
+            )
         for split_name in [s for s in raw if s.startswith("test")]:
             predicted = fine_tuning.predict(trainer, split_name)
             write_submission(
@@ -185,17 +210,54 @@ def task_tokenizer(arguments: FineTuningArguments) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(arguments.task.tokenizer or arguments.task.model_name_or_path)
 
 
+def starting_config(arguments: FineTuningArguments) -> SynthesizerConfig | PreTrainedConfig:
+    """The config of the model each task starts from (before its head is added): the checkpoint's, the
+    converted BERT's or the one built from the architecture flags."""
+    task, architecture = arguments.task, arguments.model
+    if task.model_name_or_path is not None:
+        return AutoConfig.from_pretrained(task.model_name_or_path)
+    if arguments.warm_start.init_from_bert:
+        folder = check_bert_folder(arguments.warm_start.init_from_bert)
+        length = architecture.synthesizer_length or task.max_seq_length
+        return synthesizer_config(
+            BertConfig.from_pretrained(folder),
+            attention_spec(architecture.attention_type),
+            {"synthesizer_length": length},
+        )
+    return SynthesizerConfig(
+        **architecture_fields(architecture, task.max_seq_length, decoder=task.text_to_text)
+    )
+
+
+def check_before_training(arguments: FineTuningArguments) -> None:
+    """What would otherwise fail after some training: every task's files, and --max_seq_length against the
+    model's positions and synthesizer length (a length-bound synthesizer fails on the first long batch)."""
+    task = arguments.task
+    if task.data_dir is not None:
+        check_task_files(task.tasks, task.data_dir)
+    config = starting_config(arguments)
+    if not isinstance(config, SynthesizerConfig):
+        raise ValueError(
+            f"{task.model_name_or_path} holds a {config.model_type!r} checkpoint, not a Synthesizer: convert a "
+            "BERT with --init_from_bert (or scripts/convert_bert.py)"
+        )
+    check_max_seq_length(config, task.max_seq_length)
+
+
 def run_tasks(arguments: FineTuningArguments) -> dict[str, Any]:
     """Fine-tune and evaluate on each task; write `summary.json` and print the results table.
 
     Returns `{"tasks": {task: metrics}, "scores": {task: score, "glue_average": ...}, ...}`.
     """
+    check_before_training(arguments)
     tokenizer = task_tokenizer(arguments)
     results = {name: run_task(name, arguments, tokenizer) for name in arguments.task.tasks}
     scores = benchmark_average(results)
     summary = {
         "command": arguments.command,
         "model": base_model(arguments),
+        # the checkpoint fine-tuned, resolved: prepare_hub_folder.py --results checks it is the card's model
+        "model_dir": str(Path(source).resolve()) if (source := arguments.task.model_name_or_path) else None,
         "tasks": results,
         "scores": scores,
         "environment": environment_info(),

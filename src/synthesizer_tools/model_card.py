@@ -26,7 +26,7 @@ from synthesizer_hf import modeling_synthesizer as modeling
 from synthesizer_hf.configuration_synthesizer import SynthesizerConfig, parse_attention_type
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 
-from .bundled import MODEL_CARD_TEMPLATE
+from .bundled import DEMO_PRETRAIN_FILE, MODEL_CARD_TEMPLATE
 from .records import EVAL_RESULTS_FILE, RUN_INFO_FILE, count_parameters, read_json
 
 PathLike = str | os.PathLike
@@ -340,13 +340,42 @@ def limitations(config: SynthesizerConfig, num_parameters: int, run_info: Mappin
             f"Input-independent synthesizers ({names}) attend by position, not content: the same weights are "
             "used for every input."
         )
-    data = " ".join((run_info or {}).get("arguments", {}).get("train_files") or [])
-    if "pretrain.txt" in data or "wikitext" in data.lower():
-        items.append(
-            "Pretrained on WikiText-2 (English Wikipedia, CC BY-SA 3.0): English only, encyclopedic style, and "
-            "the topical and demographic biases of Wikipedia."
-        )
+    corpus = corpus_limitation((run_info or {}).get("arguments", {}).get("train_files") or [])
+    if corpus:
+        items.append(corpus)
     return "\n".join(f"- {item}" for item in items)
+
+
+def corpus_limitation(train_files: Sequence[str]) -> str | None:
+    """What the card can say about the pretraining text: WikiText only for the bundled sample or files named
+    so; other corpora by their file names."""
+    if not train_files:
+        return None
+    bundled = DEMO_PRETRAIN_FILE.resolve()
+    if all(Path(name).resolve() == bundled for name in train_files):
+        corpus = "the WikiText-2 sample bundled with synthesizer_tools"
+    elif all("wikitext" in Path(name).name.lower() for name in train_files):
+        corpus = f"WikiText ({', '.join(Path(name).name for name in train_files)})"
+    else:
+        return f"Pretrained on {', '.join(Path(name).name for name in train_files)}: see that text's license and biases."
+    return (
+        f"Pretrained on {corpus} (English Wikipedia, CC BY-SA): English only, encyclopedic style, and the "
+        "topical and demographic biases of Wikipedia."
+    )
+
+
+def check_results_provenance(model_dir: Path, results: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
+    """A run_glue.py summary must come from fine-tuning this checkpoint, or the card would claim another
+    model's results."""
+    for path, data in results:
+        if not ("tasks" in data and "scores" in data):
+            continue
+        source = data.get("model_dir") or data.get("model")
+        if source is None or Path(source).resolve() != model_dir.resolve():
+            raise ValueError(
+                f"{path} holds the results of fine-tuning {data.get('model')!r}, not of {model_dir}: give the "
+                f"summary.json of a run_glue.py run with --model_name_or_path {model_dir}."
+            )
 
 
 def _tags(config: SynthesizerConfig) -> str:
@@ -387,6 +416,7 @@ def render_model_card(
     run_info = read_json(model_dir / RUN_INFO_FILE)
     own = [model_dir / EVAL_RESULTS_FILE] if (model_dir / EVAL_RESULTS_FILE).is_file() else []
     extra = [p for p in map(Path, results) if p.resolve() not in {o.resolve() for o in own}]
+    check_results_provenance(model_dir, load_results(extra))
     num_parameters = parameter_count(config)
     head = architecture_class(config).__name__
     attention = describe_attention(config)
@@ -422,8 +452,8 @@ def prepare_hub_folder(
 ) -> Path:
     """Write the folder to push to the Hub: weights, config with auto_map, code, tokenizer, card, results.
 
-    `config.json`'s `auto_map` lists every Synthesizer head, not only the saved one, so users can fine-tune
-    the checkpoint with any Auto class and `trust_remote_code=True` without installing the package.
+    `config.json`'s `auto_map` lists every Synthesizer head (as `save_pretrained` writes it), so users can
+    fine-tune the checkpoint with any Auto class and `trust_remote_code=True` without installing the package.
     """
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / "config.json").is_file():
@@ -440,14 +470,6 @@ def prepare_hub_folder(
     model = architecture_class(config).from_pretrained(model_dir)
     model.config.use_cache = True  # the Trainer switches it off for training; generation wants it on
     model.save_pretrained(output_dir)
-    config_path = output_dir / "config.json"
-    saved = json.loads(config_path.read_text(encoding="utf-8"))
-    saved["auto_map"] = {
-        "AutoConfig": "configuration_synthesizer.SynthesizerConfig",
-        **{auto.__name__: f"modeling_synthesizer.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()},
-    }
-    config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
     AutoTokenizer.from_pretrained(tokenizer or model_dir).save_pretrained(output_dir)
     (output_dir / "README.md").write_text(card, encoding="utf-8")
     for name in (EVAL_RESULTS_FILE, RUN_INFO_FILE):

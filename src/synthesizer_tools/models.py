@@ -12,8 +12,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from synthesizer_hf.bert_warm_start import from_bert
-from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
+from synthesizer_hf.bert_warm_start import from_bert, longest_input
+from synthesizer_hf.configuration_synthesizer import SynthesizerConfig, parse_attention_type
 from synthesizer_hf.modeling_synthesizer import (
     SynthesizerForMultipleChoice,
     SynthesizerForSequenceClassification,
@@ -48,14 +48,19 @@ def build_config(
     if decoder:
         if not isinstance(architecture, Seq2SeqModelArguments):
             raise TypeError("an encoder-decoder config needs Seq2SeqModelArguments")
-        extra = dict(
-            decoder_attention_type=attention_spec(architecture.decoder_attention_type),
-            num_decoder_layers=architecture.num_decoder_layers,
-            decoder_start_token_id=tokenizer.pad_token_id,
-            **extra,
-        )
+        extra = dict(decoder_start_token_id=tokenizer.pad_token_id, **extra)
     return SynthesizerConfig(
         **special_token_fields(tokenizer),
+        **architecture_fields(architecture, max_seq_length, decoder),
+        **extra,
+    )
+
+
+def architecture_fields(
+    architecture: ModelArguments, max_seq_length: int, decoder: bool = False
+) -> dict[str, Any]:
+    """The config fields the architecture flags set (with `decoder`, the decoder's too)."""
+    fields = dict(
         hidden_size=architecture.hidden_size,
         num_hidden_layers=architecture.num_layers,
         num_attention_heads=architecture.num_heads,
@@ -64,8 +69,28 @@ def build_config(
         synthesizer_length=architecture.synthesizer_length,
         attention_type=attention_spec(architecture.attention_type),
         hidden_dropout_prob=architecture.dropout,
-        attention_probs_dropout_prob=architecture.dropout,
-        **extra,
+        attention_probs_dropout_prob=architecture.attention_dropout,
+    )
+    if decoder:
+        fields.update(
+            decoder_attention_type=attention_spec(architecture.decoder_attention_type),
+            num_decoder_layers=architecture.num_decoder_layers,
+        )
+    return fields
+
+
+def check_architecture(
+    architecture: ModelArguments, max_seq_length: int, *, decoder: bool = False, warm_start: bool = False
+) -> None:
+    """Raise the config's ValueError for impossible architecture flags (an unknown --attention_type, sizes that
+    do not divide) before anything is written or trained; a warm start checks --attention_type only (BERT
+    sets the rest)."""
+    if warm_start:
+        for spec in architecture.attention_type:
+            parse_attention_type(spec)
+        return
+    check_max_seq_length(
+        SynthesizerConfig(**architecture_fields(architecture, max_seq_length, decoder)), max_seq_length
     )
 
 
@@ -123,27 +148,43 @@ def load_task_model(
         return bert_warm_start(init_from_bert, head, architecture, max_seq_length, **head_config)
     auto_class = AutoModelForMultipleChoice if multiple_choice else AutoModelForSequenceClassification
     model = auto_class.from_pretrained(model_name_or_path, **head_config)
-    if max_seq_length > model.config.max_position_embeddings:
-        raise ValueError(
-            f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
-            f"({model.config.max_position_embeddings}), the longest input it was built for"
-        )
+    check_max_seq_length(model.config, max_seq_length)
     return model
 
 
+def check_max_seq_length(config: SynthesizerConfig, max_seq_length: int) -> None:
+    """--max_seq_length must fit the model: its position table, and L of a length-bound synthesizer (which
+    would otherwise fail on the first long batch, inside training)."""
+    limit = longest_input(config)
+    if max_seq_length > limit:
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} exceeds the longest input of the model, {limit} tokens "
+            f"(max_position_embeddings {config.max_position_embeddings}, synthesizer_length "
+            f"{config.synthesizer_length} for attention_type {config.attention_type!r}): pass --max_seq_length "
+            f"{limit} or less."
+        )
+
+
 __all__ = [
+    "architecture_fields",
     "attention_spec",
     "bert_warm_start",
     "build_config",
+    "check_architecture",
+    "check_max_seq_length",
     "load_task_model",
     "task_head_config",
 ]
 
 
-def with_lora_adapter(model: PreTrainedModel, lora: LoraArguments, task_type: str | None) -> PreTrainedModel:
-    """`model` wrapped by peft with a new LoRA adapter of `--lora*`; only the adapter and the task head
-    (`classifier`, trained in full) are trainable. `task_type` is peft's ("SEQ_CLS", "SEQ_2_SEQ_LM"), or
-    None for a head peft has no type for (multiple choice)."""
+def with_lora_adapter(
+    model: PreTrainedModel, lora: LoraArguments, task_type: str | None, new_modules: Sequence[str] = ()
+) -> PreTrainedModel:
+    """`model` wrapped by peft with a new LoRA adapter of `--lora*`; only the adapter and `new_modules` are
+    trainable. `task_type` is peft's ("SEQ_CLS", "SEQ_2_SEQ_LM"), or None for a head peft has no type for
+    (multiple choice). `new_modules` are the modules the starting checkpoint lacks (the task head's pooler and
+    classifier on an MLM checkpoint): they are trained in full and saved whole in the adapter (peft's
+    `modules_to_save`), since the base model they would be reloaded onto initialises them anew."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as err:
@@ -156,6 +197,6 @@ def with_lora_adapter(model: PreTrainedModel, lora: LoraArguments, task_type: st
         lora_dropout=lora.lora_dropout,
         target_modules=targets[0] if len(targets) == 1 else targets,  # one string: "all-linear" or a regex
         target_parameters=lora.lora_target_parameters,
-        modules_to_save=["classifier"] if task_type is None else None,  # SEQ_CLS: peft adds it itself
+        modules_to_save=list(new_modules) or None,
     )
     return get_peft_model(model, config)

@@ -21,7 +21,7 @@ from synthesizer_hf.modeling_synthesizer import (
 from .arguments import PretrainingArguments, script_arguments
 from .collators import DataCollatorForReproducibleMLM
 from .data import batched_text, group_into_blocks, load_pretraining_texts, split_blocks
-from .models import bert_warm_start, build_config
+from .models import bert_warm_start, build_config, check_architecture
 from .records import EVAL_RESULTS_FILE, RUN_INFO_FILE, perplexity, write_json
 from .span_corruption import DataCollatorForSpanCorruption, span_corruption_lengths
 from .tokenization import load_or_train_tokenizer
@@ -75,6 +75,13 @@ def run_pretraining(arguments: PretrainingArguments) -> dict[str, Any]:
     data, objective, training_args = arguments.data, arguments.objective, arguments.training
     output_dir = Path(training_args.output_dir)
     setup_logging(training_args)
+    # before the tokenizer is trained and saved in the output folder, where a later run would reuse it
+    check_architecture(
+        arguments.model,
+        data.max_seq_length,
+        decoder=not arguments.masked_lm,
+        warm_start=arguments.warm_start.init_from_bert is not None,
+    )
     set_seed(training_args.seed)
 
     train_texts, validation_texts = load_pretraining_texts(data)

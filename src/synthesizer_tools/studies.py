@@ -648,6 +648,13 @@ def run_study(
     study = dict(config)
     if "pretrained_from" in study:
         study["_pretrained_dir"] = str(output_dir.parent / study["pretrained_from"] / "models")
+        if not Path(study["_pretrained_dir"]).is_dir():
+            raise FileNotFoundError(
+                f"{study['name']} fine-tunes the models of the study {study['pretrained_from']!r}, which has not "
+                f"been run here (no {study['_pretrained_dir']}): run it first, e.g. python scripts/run_study.py "
+                f"--config studies/{study['pretrained_from']}.json --output_dir "
+                f"{output_dir.parent / study['pretrained_from']}"
+            )
     reuse = [output_dir, *(output_dir.parent / name for name in study.get("reuse_from", []))]
     torch.set_num_threads(study.get("threads", 2))
     records = []

@@ -116,6 +116,9 @@ class TaskFineTuning:
         """The Trainer's `compute_metrics` on "validation" (None: the loss only)."""
         return None
 
+    # Modules of the model `build_model` makes that the starting checkpoint lacks (for --lora).
+    new_modules: tuple[str, ...] = ()
+
     def build_model(self) -> PreTrainedModel:
         raise NotImplementedError
 
@@ -138,6 +141,8 @@ class TaskFineTuning:
 
 class TaskHeadFineTuning(TaskFineTuning):
     """A sequence-classification (or regression, or multiple-choice) head on the encoder."""
+
+    new_modules = ("pooler", "classifier")  # a pretrained (MLM) checkpoint has neither
 
     @property
     def peft_task_type(self) -> str | None:

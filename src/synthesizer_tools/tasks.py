@@ -553,6 +553,25 @@ def _load_hub_split(spec: TaskSpec, rows: datasets.Dataset, source: str) -> data
     return _dataset(spec, examples)
 
 
+def check_task_files(names: Sequence[str], data_dir: str | Path) -> None:
+    """FileNotFoundError listing every missing train / validation file of these tasks (test files are
+    optional), so a run over several tasks fails before the first one trains."""
+    missing = []
+    for name in names:
+        spec = get_task(name)
+        folder = Path(data_dir) / spec.benchmark / spec.folder
+        missing += [
+            f"{name} {split}: {folder / file}"
+            for split, file in spec.files.items()
+            if not split.startswith("test") and not (folder / file).is_file()
+        ]
+    if missing:
+        raise FileNotFoundError(
+            "expected the official task files (see synthesizer_tools.tasks for the layout); missing:\n  "
+            + "\n  ".join(missing)
+        )
+
+
 def load_task(
     name: str, data_dir: str | Path | None = None, splits: Sequence[str] | None = None
 ) -> datasets.DatasetDict:

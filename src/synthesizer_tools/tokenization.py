@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import IO
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+logger = logging.getLogger("synthesizer_tools")
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # The order fixes the ids: [PAD] = 0 is what pad_token_id / decoder_start_token_id defaults in the configs assume.
@@ -143,7 +146,14 @@ def load_or_train_tokenizer(
     """
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        logger.warning(
+            "Reusing the tokenizer an earlier run saved in %s (%d tokens; --vocab_size applies to a new one "
+            "only). Delete it, or pass --tokenizer, to use another.",
+            folder,
+            len(tokenizer),
+        )
+        return tokenizer
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=model_max_length)
     tokenizer.save_pretrained(folder)
     return tokenizer
