@@ -188,7 +188,10 @@ class TaskArguments:
     )
     model_name_or_path: str | None = field(
         default=None,
-        metadata=_help("A pretrained checkpoint folder (e.g. of pretrain_mlm.py); a new task head is added."),
+        metadata=_help(
+            "A pretrained checkpoint folder (e.g. of pretrain_mlm.py); a new task head is added. A BERT folder is "
+            "fine-tuned unconverted, as the baseline of a comparison (see --init_from_bert)."
+        ),
     )
     from_scratch: bool = field(
         default=False, metadata=_help("Randomly initialised model (needs --tokenizer).")

@@ -236,10 +236,16 @@ def check_before_training(arguments: FineTuningArguments) -> None:
     if task.data_dir is not None:
         check_task_files(task.tasks, task.data_dir)
     config = starting_config(arguments)
-    if not isinstance(config, SynthesizerConfig):
+    if isinstance(config, BertConfig):  # transformers' own BERT, fine-tuned as is: a comparison's baseline
+        logger.warning(
+            "%s is a BERT: fine-tuning it unconverted (transformers' Bert classes). To fine-tune it as a "
+            "Synthesizer, pass it to --init_from_bert with --attention_type instead.",
+            task.model_name_or_path,
+        )
+    elif not isinstance(config, SynthesizerConfig):
         raise ValueError(
-            f"{task.model_name_or_path} holds a {config.model_type!r} checkpoint, not a Synthesizer: convert a "
-            "BERT with --init_from_bert (or scripts/convert_bert.py)"
+            f"{task.model_name_or_path} holds a {config.model_type!r} checkpoint, not a Synthesizer (nor a BERT "
+            "to fine-tune as a baseline): convert a BERT with --init_from_bert (or scripts/convert_bert.py)"
         )
     check_max_seq_length(config, task.max_seq_length)
 

@@ -354,7 +354,7 @@ def corpus_limitation(train_files: Sequence[str]) -> str | None:
     bundled = DEMO_PRETRAIN_FILE.resolve()
     if all(Path(name).resolve() == bundled for name in train_files):
         corpus = "the WikiText-2 sample bundled with synthesizer_tools"
-    elif all("wikitext" in Path(name).name.lower() for name in train_files):
+    elif all("wikitext" in Path(name).as_posix().lower() for name in train_files):  # file or folder name
         corpus = f"WikiText ({', '.join(Path(name).name for name in train_files)})"
     else:
         return f"Pretrained on {', '.join(Path(name).name for name in train_files)}: see that text's license and biases."
@@ -365,16 +365,20 @@ def corpus_limitation(train_files: Sequence[str]) -> str | None:
 
 
 def check_results_provenance(model_dir: Path, results: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
-    """A run_glue.py summary must come from fine-tuning this checkpoint, or the card would claim another
-    model's results."""
+    """A run_glue.py summary must come from fine-tuning this checkpoint, or be the run that produced it (the
+    task folder next to the summary), or the card would claim another model's results."""
     for path, data in results:
         if not ("tasks" in data and "scores" in data):
             continue
         source = data.get("model_dir") or data.get("model")
-        if source is None or Path(source).resolve() != model_dir.resolve():
+        fine_tuned_here = (
+            model_dir.resolve().parent == path.resolve().parent and model_dir.name in data["tasks"]
+        )
+        if not fine_tuned_here and (source is None or Path(source).resolve() != model_dir.resolve()):
             raise ValueError(
                 f"{path} holds the results of fine-tuning {data.get('model')!r}, not of {model_dir}: give the "
-                f"summary.json of a run_glue.py run with --model_name_or_path {model_dir}."
+                f"summary.json of a run_glue.py run with --model_name_or_path {model_dir}, or of the run that "
+                "wrote it."
             )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from transformers import (
     AutoModelForMultipleChoice,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -152,9 +153,16 @@ def load_task_model(
     return model
 
 
-def check_max_seq_length(config: SynthesizerConfig, max_seq_length: int) -> None:
+def check_max_seq_length(config: PretrainedConfig, max_seq_length: int) -> None:
     """--max_seq_length must fit the model: its position table, and L of a length-bound synthesizer (which
-    would otherwise fail on the first long batch, inside training)."""
+    would otherwise fail on the first long batch, inside training). A BERT baseline has positions only."""
+    if not isinstance(config, SynthesizerConfig):
+        if max_seq_length > config.max_position_embeddings:
+            raise ValueError(
+                f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
+                f"({config.max_position_embeddings}): pass --max_seq_length {config.max_position_embeddings} or less."
+            )
+        return
     limit = longest_input(config)
     if max_seq_length > limit:
         raise ValueError(
