@@ -24,6 +24,7 @@ from synthesizer_tools.studies import (
     CORPUS_LOADERS,
     GENERATED_TASKS,
     MODEL_DEFAULTS,
+    PeakMemory,
     byte_features,
     load_study_config,
     run_study,
@@ -191,6 +192,14 @@ def test_lra_text_keeps_the_markup_shuffles_training_and_encodes_bytes(tmp_path)
     short = byte_features(datasets.Dataset.from_dict({"text": ["é"], "label": [0]}), max_length=6)[0]
     assert short["input_ids"] == [BYTE_CLS_ID, 0xC3 + 1, 0xA9 + 1, 0, 0, 0]  # UTF-8 bytes, then padding 0
     assert short["attention_mask"] == [1, 1, 1, 0, 0, 0]
+
+
+def test_peak_memory_records_a_run_shorter_than_its_sampling_interval():
+    """A run that ends before the sampling thread's first 10 ms wait still records the process's memory."""
+    callback = PeakMemory()
+    callback.on_train_begin(None, None, None)
+    callback.on_train_end(None, None, None)
+    assert callback.peak_bytes > 0
 
 
 def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp_path):
