@@ -32,7 +32,7 @@ from transformers import (
     MegatronBertForMaskedLM,
 )
 
-from conftest import load_script, run_without_package
+from helpers import load_script, run_without_package
 from synthesizer_hf import SynthesizerConfig, SynthesizerForMaskedLM
 from synthesizer_hf.bert_warm_start import from_bert
 from synthesizer_hf.synthesizers import SYNTHESIZERS, Positions
@@ -330,6 +330,7 @@ def test_what_cannot_map_is_a_clear_error(berts, tmp_path, tokenizer):
             from_bert(folder, **arguments)
 
 
+@pytest.mark.slow
 def test_convert_script_writes_a_folder_that_loads_with_trust_remote_code(berts, tmp_path):
     output_dir = tmp_path / "converted"
     load_script("convert_bert").main(

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 
-from conftest import ALL_VARIANTS, tiny_config
+from helpers import ALL_VARIANTS, tiny_config
 from synthesizer_hf import (
     SynthesizerForCausalLM,
     SynthesizerForSeq2SeqLM,

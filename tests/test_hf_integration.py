@@ -23,7 +23,7 @@ from transformers import (
 )
 
 import synthesizer_hf
-from conftest import ALL_VARIANTS, run_without_package, tiny_config
+from helpers import ALL_VARIANTS, run_without_package, tiny_config
 from synthesizer_hf import (
     SynthesizerConfig,
     SynthesizerForCausalLM,
@@ -103,6 +103,7 @@ INTERPRETERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_trust_remote_code_loads_without_the_package_installed(python, tmp_path):
     """A saved folder loads with trust_remote_code where the package is absent, also under the transformers
@@ -144,6 +145,7 @@ def test_trust_remote_code_loads_without_the_package_installed(python, tmp_path)
     assert torch.equal(out["tokens"], expected_tokens)
 
 
+@pytest.mark.slow
 def test_the_model_code_needs_no_training_or_plotting_library():
     """The core install (`pip install synthesizer-hf`, no extras) declares only what the model code imports:
     `import synthesizer_hf` loads the model modules alone, and they import nothing but the core requirements."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
+from helpers import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
 from synthesizer_hf import (
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,

@@ -26,7 +26,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-from conftest import free_port, load_script, run_without_package
+from helpers import free_port, load_script, run_without_package
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
 from synthesizer_tools.span_corruption import (
@@ -509,6 +509,7 @@ def test_accelerate_launch_two_cpu_processes(workdir, corpus, tokenizer_dir):
     assert results["eval_loss"] < 1.5 * math.log(vocab_size)
 
 
+@pytest.mark.slow
 def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
     hub = load_script("prepare_hub_folder").main(
         ["--model_dir", str(mlm_dir), "--output_dir", str(workdir / "hub"), "--repo_id", "someone/synth-test"]

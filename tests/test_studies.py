@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pytest
 
-from conftest import load_script
+from helpers import load_script
 from synthesizer_hf import SynthesizerConfig, SynthesizerForSequenceClassification
 from synthesizer_tools.pair_probe import (
     CLS_ID,
