@@ -272,8 +272,8 @@ def test_convolutional_rows_read_exactly_their_window(variant, reach):
         hidden = model.embeddings(ids, None, None, Positions(0, 12, 12))
         hidden_changed = model.embeddings(changed, None, None, Positions(0, 12, 12))
         layer = before.self_attn.synthesizers[variant]
-        rows = layer(hidden, Positions(0, 12, 12), layer.token_keys(hidden)).query
-        after = layer(hidden_changed, Positions(0, 12, 12), layer.token_keys(hidden_changed)).query
+        rows = layer(hidden, Positions(0, 12, 12), layer.cached_per_token(hidden)).query
+        after = layer(hidden_changed, Positions(0, 12, 12), layer.cached_per_token(hidden_changed)).query
     moved = [i for i in range(12) if not torch.allclose(rows[0, :, i], after[0, :, i])]
     assert moved == list(range(6 - reach, 6 + reach + 1))
 

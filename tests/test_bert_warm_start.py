@@ -245,7 +245,7 @@ def test_start_with_zero_logits_gives_exactly_zero_logits(name):
         torch.nn.init.normal_(parameter)
     synthesizer.start_with_zero_logits()
     hidden = torch.randn(2, 10, 32)
-    keys = synthesizer.token_keys(hidden) if synthesizer.uses_token_keys else None
+    keys = synthesizer.cached_per_token(hidden) if synthesizer.uses_token_keys else None
     part = synthesizer(hidden, Positions(0, 10, 10), keys)
     logits = 0 if part.bias is None else part.bias
     if part.query is not None:

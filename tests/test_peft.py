@@ -38,7 +38,7 @@ MODULE_NAMES = (
 )
 CONV_VARIANTS = sorted(name for name, cls in SYNTHESIZERS.items() if cls.reads_neighbours)
 # PEFT wraps the synthesizer holding a targeted table in a ParamWrapper, which hides the synthesizer's methods
-# other than forward; the attention layer calls `token_keys` of these on the synthesizer inside the wrapper.
+# other than forward; the attention layer calls `cached_per_token` of these on the synthesizer inside the wrapper.
 TOKEN_KEY_TABLE_VARIANTS = sorted(
     {name for name, cls in SYNTHESIZERS.items() if cls.uses_token_keys or cls.reads_neighbours}
     - {"dot", "symmetric_dot"}  # these two have no table
