@@ -292,6 +292,26 @@ def test_the_config_names_are_the_registry():
         for alias in cls.aliases:
             assert SynthesizerConfig(attention_type=alias.upper()).attention_type == name
         assert set(cls.config_fields) <= set(POSITIVE_FIELDS)
+        for field in cls.config_fields:
+            assert f"{field}" in SynthesizerConfig.__doc__, f"SynthesizerConfig's docstring explains {field}"
+
+
+def test_the_longest_input_is_l_only_where_a_stack_the_model_runs_is_length_bound():
+    """One rule for the tokenizer of a converted BERT and the ONNX export: L with a length-bound synthesizer in
+    the encoder, or in the decoder of an encoder-decoder; else the position table."""
+    sizes = dict(max_position_embeddings=24, synthesizer_length=8)
+    assert SynthesizerConfig(attention_type="dot", **sizes).longest_input() == 24
+    assert (
+        SynthesizerConfig(attention_type=["dot", "random"], num_hidden_layers=2, **sizes).longest_input() == 8
+    )
+    # the decoder spec of an encoder-only model is checked, but no layer runs it
+    encoder = SynthesizerConfig(attention_type="dot", decoder_attention_type="random", **sizes)
+    assert encoder.components_in_use() == ["dot"] and encoder.longest_input() == 24
+    assert encoder.components_in_use(decoder=True) == ["dot", "random"]
+    seq2seq = SynthesizerConfig(
+        attention_type="dot", decoder_attention_type="random", is_encoder_decoder=True, **sizes
+    )
+    assert seq2seq.components_in_use(encoder=False) == ["random"] and seq2seq.longest_input() == 8
 
 
 @SETTINGS

@@ -689,18 +689,15 @@ def combine_logits(parts: list[SynthesizedLogits], weights: torch.Tensor | None)
     return SynthesizedLogits(query=query, key=key, bias=bias)
 
 
+# the registered variants' classes by their names, so that a new variant is exported with no edit here
 __all__ = [
+    "CONVOLUTIONS",
+    "FEATURE_MAPS",
     "SYNTHESIZERS",
-    "DenseSynthesizer",
-    "DotProductSynthesizer",
-    "FactorizedDenseSynthesizer",
-    "FactorizedRandomSynthesizer",
-    "FixedRandomSynthesizer",
-    "PairwiseDotProductSynthesizer",
+    "LengthBoundSynthesizer",
     "Positions",
-    "RandomSynthesizer",
-    "SymmetricDotProductSynthesizer",
     "SynthesizedLogits",
     "Synthesizer",
     "combine_logits",
+    *(cls.__name__ for cls in SYNTHESIZERS.values()),
 ]
