@@ -358,6 +358,7 @@ def test_convert_script_writes_a_folder_that_loads_with_trust_remote_code(berts,
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_glue_and_pretrain_mlm_from_a_converted_bert(berts, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(itertools.islice(iter_text_files(DEMO_PRETRAIN_FILE), 200)), encoding="utf-8")

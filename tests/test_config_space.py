@@ -137,6 +137,7 @@ def run_with_loss(model, kind, length, generator):
     return ids, mask
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(drawn=valid_configs(), seed=st.integers(0, 2**16))
 def test_random_valid_configs_build_train_save_and_reload_exactly(drawn, seed):
@@ -166,6 +167,7 @@ def test_random_valid_configs_build_train_save_and_reload_exactly(drawn, seed):
     assert torch.equal(before, after)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     drawn=valid_configs(), seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float16, torch.bfloat16])

@@ -216,6 +216,7 @@ def test_fill_mask_and_text_classification_pipelines(tmp_path):
     assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")) is type(classifier)
 
 
+@pytest.mark.slow
 def test_trainer_trains_a_classification_head(tmp_path):
     from datasets import Dataset
 
@@ -248,6 +249,7 @@ def test_automodel_builds_from_config():
     assert type(model) is SynthesizerModel
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_torch_compile_forward_and_backward(variant):
     torch._dynamo.reset()
@@ -262,6 +264,7 @@ def test_torch_compile_forward_and_backward(variant):
     torch.testing.assert_close(out.loss, eager.loss)
 
 
+@pytest.mark.slow
 def test_torch_compile_with_inductor():
     torch._dynamo.reset()
     model = SynthesizerForMaskedLM(tiny_config("random+dot")).eval()
@@ -286,6 +289,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_trainer_loss_does_not_scale_with_gradient_accumulation(tmp_path):
     """The heads average their own loss, so the Trainer must not treat them as summing over num_items."""
     from datasets import Dataset

@@ -68,6 +68,7 @@ def assert_matches(model, path: Path, names: list[str], shapes=SHAPES) -> None:
             )
 
 
+@pytest.mark.slow
 def test_every_variant_exports_with_a_dynamic_batch_and_length(tmp_path):
     """One masked LM whose layers hold every synthesizer and the mixtures, one per layer: each exports with
     symbolic shapes (no guard fixes the length), and onnxruntime gives PyTorch's logits from 1 token to L."""
@@ -84,6 +85,7 @@ def test_every_variant_exports_with_a_dynamic_batch_and_length(tmp_path):
         model(torch.randint(5, 99, (1, L + 1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_encoder_model_exports_hidden_states_and_pooler(attention, tmp_path):
     # random alone is input-independent: sdpa takes the batch-shared softmax, eager the reference path
@@ -93,6 +95,7 @@ def test_encoder_model_exports_hidden_states_and_pooler(attention, tmp_path):
     assert_matches(model, path, ["last_hidden_state", "pooler_output"])
 
 
+@pytest.mark.slow
 def test_the_script_exports_a_saved_classifier_and_checks_it(tmp_path, capsys):
     """scripts/export_onnx.py on a saved folder: the head comes from `architectures`."""
     model = SynthesizerForSequenceClassification(

@@ -21,6 +21,7 @@ def chain(index: int) -> list[int]:
     return [*chain(index - 1), index] if BLOCKS[index].startswith(CONTINUES) else [index]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     for module in OPTIONAL:

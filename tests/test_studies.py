@@ -45,6 +45,7 @@ def write_corpus(data_dir):
     (folder / "valid.txt").write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_mlm_study_end_to_end(tmp_path):
     write_corpus(tmp_path / "data")
     config_path = tmp_path / "study.json"
@@ -202,6 +203,7 @@ def test_peak_memory_records_a_run_shorter_than_its_sampling_interval():
     assert callback.peak_bytes > 0
 
 
+@pytest.mark.slow
 def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp_path):
     write_imdb(tmp_path / "data", rows=24)
     common = {"seeds": [0], "variants": ["dot", "random"], "threads": 1}
@@ -239,6 +241,7 @@ def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp
     assert record["num_parameters"] == expected.num_parameters(), "258 ids: 256 bytes + padding + [CLS]"
 
 
+@pytest.mark.slow
 def test_attention_plot_variants_limits_the_attention_figure(tmp_path):
     from matplotlib.image import imread
 
