@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 pytest = HF_HUB_OFFLINE=1 $(1)/bin/python -m pytest -n 2 -q
 
-.PHONY: install install-oldest install-newest demo test test-oldest test-newest lint format benchmark lock clean
+.PHONY: install install-oldest install-newest demo test test-fast test-oldest test-newest lint format benchmark lock clean
 
 %/bin/python:
 	$(PYTHON) -m venv $*
@@ -36,6 +36,10 @@ demo: install
 test: install-oldest install-newest
 	SYNTHESIZER_OTHER_PYTHON=$(CURDIR)/.venv-newest/bin/python $(call pytest,.venv-oldest)
 	SYNTHESIZER_OTHER_PYTHON=$(CURDIR)/.venv-oldest/bin/python $(call pytest,.venv-newest)
+
+# The edit loop: the tests that start no other process and take no more than about a second (the tested set).
+test-fast: install
+	$(call pytest,$(VENV)) -m "not slow"
 
 test-oldest: install-oldest
 	$(call pytest,.venv-oldest)

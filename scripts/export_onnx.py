@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import synthesizer_hf
-from synthesizer_hf.onnx_export import DEFAULT_OPSET, export_onnx, max_export_length, output_names
+from synthesizer_hf.onnx_export import DEFAULT_OPSET, export_onnx, output_names
 
 HEADS = {
     "model": "SynthesizerModel",
@@ -95,7 +95,7 @@ def check_with_onnxruntime(model, path: Path, token_type_ids: bool, atol: float)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names, longest, vocab = output_names(model), max_export_length(model.config), model.config.vocab_size
+    names, longest, vocab = output_names(model), model.config.longest_input(), model.config.vocab_size
     worst = 0.0
     for batch, length in [(1, 1), (2, max(1, longest // 2)), (3, longest)]:
         ids = torch.randint(0, vocab, (batch, length))
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     path = export_onnx(model, args.output, opset=args.opset, token_type_ids=not args.no_token_type_ids)
     print(
         f"Wrote {path} ({type(model).__name__}, attention {model.config.attention_type}, opset {args.opset}; "
-        f"batch any, length 1 to {max_export_length(model.config)})"
+        f"batch any, length 1 to {model.config.longest_input()})"
     )
     if args.check:
         worst = check_with_onnxruntime(model, path, not args.no_token_type_ids, args.atol)

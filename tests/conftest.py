@@ -1,13 +1,7 @@
-"""Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, fully offline."""
+"""The session's setup: offline, one thread, a fixed seed before every test. Shared helpers live in helpers.py."""
 
-import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import textwrap
 from importlib.metadata import version
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -16,43 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from synthesizer_hf import ATTENTION_COMPONENTS, SynthesizerConfig
-
 torch.set_num_threads(1)
-
-# Every synthesizing function on its own, plus the paper's main mixtures.
-SINGLE_VARIANTS = list(ATTENTION_COMPONENTS)
-MIXTURES = [
-    "random+dot",
-    "dense+dot",
-    "factorized_random+dot",
-    "random+dense",
-    "factorized_dense+symmetric_dot",
-    "bottleneck_conv_relu_conv+dot",
-]
-ALL_VARIANTS = SINGLE_VARIANTS + MIXTURES
-
-
-def tiny_config(attention_type="random", **overrides) -> SynthesizerConfig:
-    """A 2-layer, 4-head, hidden-32 model with L = 16 and no dropout (so outputs are deterministic)."""
-    values = dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=16,
-        factorized_random_rank=3,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        attention_type=attention_type,
-        synthesizer_initializer_range=0.5,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    values.update(overrides)
-    return SynthesizerConfig(**values)
 
 
 @pytest.fixture(autouse=True)
@@ -65,51 +23,3 @@ def pytest_report_header(config):
         f"{name} {version(name)}" for name in ("torch", "transformers", "datasets", "accelerate")
     )
     return f"synthesizer-hf suite on {versions}"
-
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py as a module (scripts/ is not a package), so its main(argv) runs in this process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import does: dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_without_package(body: str, cwd: Path, python: str = sys.executable) -> subprocess.CompletedProcess:
-    """Run Python code where `synthesizer_hf` cannot be imported (as for a user loading a shared folder with
-    trust_remote_code): `-I -S` skips PYTHONPATH, the user site and .pth files (so no editable install);
-    only the plain site-packages directory (torch, transformers) of `python` is put back on the path."""
-    # asked of the interpreter itself: under -S it no longer knows its virtual environment
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    prelude = f"""
-import sys
-sys.path.append({purelib!r})
-import importlib.util
-assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be importable here"
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "modules"))
-    return subprocess.run(
-        [python, "-I", "-S", "-c", prelude + textwrap.dedent(body)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, for a process group's rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

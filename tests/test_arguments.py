@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import load_script
+from helpers import load_script
 from synthesizer_hf.configuration_synthesizer import ATTENTION_ALIASES
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools.arguments import (

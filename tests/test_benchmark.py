@@ -59,7 +59,7 @@ def test_quick_benchmark_writes_results(tmp_path):
 
 
 def test_equal_configuration_gives_every_contender_the_same_dropout_and_head_work():
-    from synthesizer_tools.benchmarking import masked_lm_config
+    from synthesizer_tools.benchmark_measure import masked_lm_config
 
     bert, synthesizer = (
         masked_lm_config(name, "micro", 32, 100, "equal") for name in ("bert-sdpa", "random")
@@ -80,7 +80,7 @@ def test_equal_configuration_gives_every_contender_the_same_dropout_and_head_wor
 
 
 def test_scaling_exponents_recover_known_powers_of_the_length():
-    from synthesizer_tools.benchmarking import scaling_exponents, scaling_table
+    from synthesizer_tools.benchmark_report import scaling_exponents, scaling_table
 
     summary = [
         {
@@ -101,3 +101,44 @@ def test_scaling_exponents_recover_known_powers_of_the_length():
         assert rows[name]["train_memory_exponent"] == pytest.approx(2.0)
     assert "inference_memory_exponent" not in rows["linear"]  # not measured
     assert "| quadratic | 1.00 | 0.00 | 2.00 |" in scaling_table(list(rows.values()), "tiny")
+
+
+def test_the_command_line_keeps_the_defaults_of_settings_and_quick_changes_only_its_own():
+    from synthesizer_tools.benchmark_measure import QUICK, Settings
+    from synthesizer_tools.benchmarking import parse_args
+
+    assert parse_args([]) == Settings(), "an option not given keeps the one default, written in Settings"
+    assert parse_args(["--quick"]) == Settings(**QUICK)
+    given = parse_args(
+        ["--quick", "--tokens", "64", "--no-memory", "--size-lengths", "small=8,16", "--threads", "2"]
+    )
+    assert given == Settings(
+        **{**QUICK, "tokens": 64, "memory": False, "size_lengths": {"small": [8, 16]}, "threads": 2}
+    )
+
+
+def test_targets_are_data_and_their_verdicts_read_the_named_fields():
+    from synthesizer_tools.benchmark_report import TARGETS, evaluate_targets
+
+    row = {
+        "size": "tiny",
+        "length": 2048,
+        "contender": "random",
+        "train_vs_bert": 1.6,
+        "train_vs_bert_cpu": 1.7,
+    }
+    row["train_cpu_utilisation"] = 0.9
+    results = {"settings": {"sizes": ["tiny"]}, "summary": [row], "decoding": []}
+    verdicts = [v for v in evaluate_targets(results) if v["contender"] == "random" and v["length"] == 2048]
+    met = next(v for v in verdicts if v["target"] == "training >= 1.5x BERT at L=2048")
+    assert met["met"] and met["value_cpu_time"] == 1.7 and met["cpu_utilisation"] == 0.9
+    assert {target.mode for target in TARGETS} <= {"train", "inference", "decode"}
+
+
+def test_the_report_says_whether_the_allocator_is_the_one_users_have():
+    from synthesizer_tools.benchmark_report import allocator_text
+
+    assert "glibc's defaults" in allocator_text({})
+    assert "tuned" in allocator_text({"MALLOC_MMAP_MAX_": "0"}) and "extra row" in allocator_text(
+        {"LD_PRELOAD": "x"}
+    )

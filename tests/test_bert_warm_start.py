@@ -32,7 +32,7 @@ from transformers import (
     MegatronBertForMaskedLM,
 )
 
-from conftest import load_script, run_without_package
+from helpers import load_script, run_without_package
 from synthesizer_hf import SynthesizerConfig, SynthesizerForMaskedLM
 from synthesizer_hf.bert_warm_start import from_bert
 from synthesizer_hf.synthesizers import SYNTHESIZERS, Positions
@@ -268,7 +268,7 @@ def test_start_with_zero_logits_gives_exactly_zero_logits(name):
         torch.nn.init.normal_(parameter)
     synthesizer.start_with_zero_logits()
     hidden = torch.randn(2, 10, 32)
-    keys = synthesizer.token_keys(hidden) if synthesizer.uses_token_keys else None
+    keys = synthesizer.cached_per_token(hidden) if synthesizer.uses_token_keys else None
     part = synthesizer(hidden, Positions(0, 10, 10), keys)
     logits = 0 if part.bias is None else part.bias
     if part.query is not None:
@@ -353,6 +353,7 @@ def test_what_cannot_map_is_a_clear_error(berts, tmp_path, tokenizer):
             from_bert(folder, **arguments)
 
 
+@pytest.mark.slow
 def test_convert_script_writes_a_folder_that_loads_with_trust_remote_code(berts, tmp_path):
     output_dir = tmp_path / "converted"
     load_script("convert_bert").main(
@@ -380,6 +381,7 @@ def test_convert_script_writes_a_folder_that_loads_with_trust_remote_code(berts,
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_glue_and_pretrain_mlm_from_a_converted_bert(berts, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(itertools.islice(iter_text_files(DEMO_PRETRAIN_FILE), 200)), encoding="utf-8")

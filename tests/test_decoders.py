@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 
-from conftest import ALL_VARIANTS, tiny_config
+from helpers import ALL_VARIANTS, tiny_config
 from synthesizer_hf import (
     SynthesizerForCausalLM,
     SynthesizerForSeq2SeqLM,
@@ -270,6 +270,7 @@ def test_assisted_decoding_matches_greedy(variant):
     assert torch.equal(assisted, greedy[:1])
 
 
+@pytest.mark.slow
 def test_seq2seq_base_model_and_head_load_each_other(tmp_path):
     """`SynthesizerSeq2SeqModel` is the head's `model` (as BartModel under BartForConditionalGeneration)."""
     lm = seq2seq("random+dot", "random")
@@ -326,6 +327,7 @@ def copy_task(size=64, length=6, seed=0):
     return [{"input_ids": r.tolist(), "labels": r.tolist()} for r in rows]
 
 
+@pytest.mark.slow
 def test_seq2seq_trainer_learns_a_copy_task_with_generation(tmp_path):
     from datasets import Dataset
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
@@ -371,6 +373,7 @@ def test_causal_lm_loss_takes_pre_shifted_labels():
     assert not torch.allclose(other_targets, from_labels)
 
 
+@pytest.mark.slow
 def test_trainer_trains_the_causal_lm(tmp_path):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, tiny_config
+from helpers import free_port, tiny_config
 from synthesizer_hf import SynthesizerForMaskedLM
 
 pytest.importorskip(

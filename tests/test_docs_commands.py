@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [

@@ -23,7 +23,7 @@ from transformers import (
 )
 
 import synthesizer_hf
-from conftest import ALL_VARIANTS, run_without_package, tiny_config
+from helpers import ALL_VARIANTS, run_without_package, tiny_config
 from synthesizer_hf import (
     SynthesizerConfig,
     SynthesizerForCausalLM,
@@ -103,6 +103,7 @@ INTERPRETERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_trust_remote_code_loads_without_the_package_installed(python, tmp_path):
     """A saved folder loads with trust_remote_code where the package is absent, also under the transformers
@@ -144,6 +145,7 @@ def test_trust_remote_code_loads_without_the_package_installed(python, tmp_path)
     assert torch.equal(out["tokens"], expected_tokens)
 
 
+@pytest.mark.slow
 def test_the_model_code_needs_no_training_or_plotting_library():
     """The core install (`pip install synthesizer-hf`, no extras) declares only what the model code imports:
     `import synthesizer_hf` loads the model modules alone, and they import nothing but the core requirements."""
@@ -214,6 +216,7 @@ def test_fill_mask_and_text_classification_pipelines(tmp_path):
     assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")) is type(classifier)
 
 
+@pytest.mark.slow
 def test_trainer_trains_a_classification_head(tmp_path):
     from datasets import Dataset
 
@@ -246,6 +249,7 @@ def test_automodel_builds_from_config():
     assert type(model) is SynthesizerModel
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_torch_compile_forward_and_backward(variant):
     torch._dynamo.reset()
@@ -260,6 +264,7 @@ def test_torch_compile_forward_and_backward(variant):
     torch.testing.assert_close(out.loss, eager.loss)
 
 
+@pytest.mark.slow
 def test_torch_compile_with_inductor():
     torch._dynamo.reset()
     model = SynthesizerForMaskedLM(tiny_config("random+dot")).eval()
@@ -284,6 +289,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(model.get_parameter(name).grad, grad, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_trainer_loss_does_not_scale_with_gradient_accumulation(tmp_path):
     """The heads average their own loss, so the Trainer must not treat them as summing over num_items."""
     from datasets import Dataset

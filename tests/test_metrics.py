@@ -255,6 +255,7 @@ def random_inputs(task: str, rng: np.random.Generator, count: int = 40) -> tuple
     return rng.integers(0, classes, count), rng.integers(0, classes, count)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", GLUE_CONFIGS)
 def test_offline_evaluate_glue_module_gives_the_numbers_of_the_metrics_module(evaluate_library, config_name):
     metric = evaluate_library.load(evaluate_module("glue"), config_name)
@@ -267,6 +268,7 @@ def test_offline_evaluate_glue_module_gives_the_numbers_of_the_metrics_module(ev
         assert got[key] == pytest.approx(expected[key], abs=1e-6 if task == "stsb" else 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", sorted(SUPERGLUE_CONFIGS))
 def test_offline_evaluate_super_glue_module_gives_the_numbers_of_the_metrics_module(
     evaluate_library, config_name
@@ -277,6 +279,7 @@ def test_offline_evaluate_super_glue_module_gives_the_numbers_of_the_metrics_mod
     assert metric.compute(predictions=predictions, references=references) == expected
 
 
+@pytest.mark.slow
 def test_offline_evaluate_multirc_takes_evaluates_input_format(evaluate_library):
     metric = evaluate_library.load(evaluate_module("super_glue"), "multirc")
     # paragraph 0 question 0 has answers 0 and 1, paragraph 1 question 0 one answer: the same as PREDS / REFS
@@ -290,6 +293,7 @@ def test_offline_evaluate_multirc_takes_evaluates_input_format(evaluate_library)
     assert metric.compute(predictions=predictions, references=REFS) == expected
 
 
+@pytest.mark.slow
 def test_offline_evaluate_module_works_in_run_glue_style_code(evaluate_library):
     """The compute_metrics of HF's examples/pytorch/text-classification/run_glue.py, with the module's path."""
     from transformers import EvalPrediction
@@ -309,6 +313,7 @@ def test_offline_evaluate_module_works_in_run_glue_style_code(evaluate_library):
     assert result["f1"] == pytest.approx(f1_from_counts(TP, FP, FN))
 
 
+@pytest.mark.slow
 def test_unknown_evaluate_modules_and_configs_are_clear_errors(evaluate_library):
     with pytest.raises(ValueError, match="glue"):
         evaluate_module("squad")

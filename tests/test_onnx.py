@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
+from helpers import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
 from synthesizer_hf import (
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,
@@ -24,7 +24,7 @@ ort = pytest.importorskip(
 for _name in ("onnx", "onnxscript"):
     pytest.importorskip(_name, reason=f"{_name} is not installed: pip install 'synthesizer-hf[onnx]'")
 
-from synthesizer_hf.onnx_export import export_onnx, max_export_length  # noqa: E402
+from synthesizer_hf.onnx_export import export_onnx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 L = 16  # tiny_config's synthesizer length
@@ -68,11 +68,12 @@ def assert_matches(model, path: Path, names: list[str], shapes=SHAPES) -> None:
             )
 
 
+@pytest.mark.slow
 def test_every_variant_exports_with_a_dynamic_batch_and_length(tmp_path):
     """One masked LM whose layers hold every synthesizer and the mixtures, one per layer: each exports with
     symbolic shapes (no guard fixes the length), and onnxruntime gives PyTorch's logits from 1 token to L."""
     model = SynthesizerForMaskedLM(tiny_config(ALL_VARIANTS, num_hidden_layers=len(ALL_VARIANTS))).eval()
-    assert max_export_length(model.config) == L
+    assert model.config.longest_input() == L
     path = export_onnx(
         model, tmp_path / "every_variant.onnx", optimize=False
     )  # (the optimizer: the tests below)
@@ -84,6 +85,7 @@ def test_every_variant_exports_with_a_dynamic_batch_and_length(tmp_path):
         model(torch.randint(5, 99, (1, L + 1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_encoder_model_exports_hidden_states_and_pooler(attention, tmp_path):
     # random alone is input-independent: sdpa takes the batch-shared softmax, eager the reference path
@@ -93,6 +95,7 @@ def test_encoder_model_exports_hidden_states_and_pooler(attention, tmp_path):
     assert_matches(model, path, ["last_hidden_state", "pooler_output"])
 
 
+@pytest.mark.slow
 def test_the_script_exports_a_saved_classifier_and_checks_it(tmp_path, capsys):
     """scripts/export_onnx.py on a saved folder: the head comes from `architectures`."""
     model = SynthesizerForSequenceClassification(
@@ -123,8 +126,7 @@ def test_what_does_not_export_says_why(tmp_path):
 def test_the_export_length_is_max_position_embeddings_without_length_bound_synthesizers():
     unbounded = [name for name in SINGLE_VARIANTS if name in ("dot", "symmetric_dot", "pairwise_dot")]
     config = tiny_config("+".join(unbounded), max_position_embeddings=24, synthesizer_length=8)
-    assert max_export_length(config) == 24
+    assert config.longest_input() == 24
     assert (
-        max_export_length(tiny_config(["dot", "random"], max_position_embeddings=24, synthesizer_length=8))
-        == 8
+        tiny_config(["dot", "random"], max_position_embeddings=24, synthesizer_length=8).longest_input() == 8
     )

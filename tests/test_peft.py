@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from conftest import run_without_package, tiny_config
+from helpers import run_without_package, tiny_config
 from synthesizer_hf import SynthesizerForSequenceClassification
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 
@@ -38,7 +38,7 @@ MODULE_NAMES = (
 )
 CONV_VARIANTS = sorted(name for name, cls in SYNTHESIZERS.items() if cls.reads_neighbours)
 # PEFT wraps the synthesizer holding a targeted table in a ParamWrapper, which hides the synthesizer's methods
-# other than forward; the attention layer calls `token_keys` of these on the synthesizer inside the wrapper.
+# other than forward; the attention layer calls `cached_per_token` of these on the synthesizer inside the wrapper.
 TOKEN_KEY_TABLE_VARIANTS = sorted(
     {name for name, cls in SYNTHESIZERS.items() if cls.uses_token_keys or cls.reads_neighbours}
     - {"dot", "symmetric_dot"}  # these two have no table
@@ -166,6 +166,7 @@ def test_lora_on_the_convolutions_of_the_convolutional_synthesizers(variant):
     check_adapter_acts_and_merges(base, lora_config(r".*\.conv$", []))
 
 
+@pytest.mark.slow
 def test_adapter_trains_with_the_trainer_and_reloads_where_the_package_is_absent(tmp_path):
     from datasets import Dataset
 

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast, pipeline
 
 import synthesizer_hf
-from conftest import run_without_package, tiny_config
+from helpers import run_without_package, tiny_config
 
 TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "TRAINING.md"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0-4
@@ -249,6 +249,7 @@ def test_pipeline_with_the_package(task, folders):
     check_against_the_model(task, pipe, result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", list(CALLS))
 def test_pipeline_with_trust_remote_code_where_the_package_is_absent(task, folders, remote_results):
     """The same folder with trust_remote_code in a clean environment: the code saved with it, the same results."""
@@ -282,6 +283,7 @@ def scores(value) -> list[float]:
     return []
 
 
+@pytest.mark.slow
 def test_extractive_question_answering_lines(folders, remote_results, monkeypatch):
     """docs/TRAINING.md's lines in place of the question-answering pipeline: the best span of context tokens
     (start_i + end_j, i <= j < i + 30), mapped back to the context's characters."""
@@ -304,6 +306,7 @@ def test_extractive_question_answering_lines(folders, remote_results, monkeypatc
     assert remote_results["question-answering"]["result"] == answer
 
 
+@pytest.mark.slow
 def test_text_to_text_generation_lines(folders, remote_results, monkeypatch):
     """docs/TRAINING.md's lines in place of the text2text pipeline: a padded batch through `generate` gives what
     each text gives alone, decoded without special tokens."""

@@ -28,7 +28,7 @@ from transformers import (
     BertModel,
 )
 
-from conftest import free_port, load_script, run_without_package
+from helpers import free_port, load_script, run_without_package
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
 from synthesizer_tools.span_corruption import (
@@ -226,6 +226,7 @@ def test_every_script_has_working_help(script, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_pretrain_mlm_end_to_end(mlm_dir):
     for name in ("model.safetensors", "config.json", "tokenizer.json", "run_info.json", "checkpoint-6"):
         assert (mlm_dir / name).exists(), name
@@ -245,6 +246,7 @@ def test_pretrain_mlm_end_to_end(mlm_dir):
     assert model(**inputs).logits.shape == (1, inputs["input_ids"].shape[1], len(tokenizer))
 
 
+@pytest.mark.slow
 def test_pretrain_mlm_trains_its_own_tokenizer(workdir, corpus):
     output_dir = workdir / "mlm_own_tokenizer"
     metrics = load_script("pretrain_mlm").main(
@@ -289,6 +291,7 @@ def span_run(workdir, corpus, tokenizer_dir) -> tuple[Path, dict]:
     return output_dir, metrics
 
 
+@pytest.mark.slow
 def test_pretrain_span_corruption_few_steps(span_run, tokenizer_dir):
     output_dir, metrics = span_run
     assert math.isfinite(metrics["eval_loss"]) and metrics["perplexity"] > 1
@@ -309,6 +312,7 @@ def test_pretrain_span_corruption_few_steps(span_run, tokenizer_dir):
     assert generated.shape[0] == 1 and generated.shape[1] <= 5
 
 
+@pytest.mark.slow
 def test_run_glue_classification_regression_multiple_choice_and_multirc(workdir, mlm_dir, task_data, capsys):
     output_dir = workdir / "glue"
     summary = load_script("run_glue").main(
@@ -365,6 +369,7 @@ def test_run_glue_classification_regression_multiple_choice_and_multirc(workdir,
     assert multirc[0]["idx"] == 3 and len(multirc[0]["passage"]["questions"]) == 2
 
 
+@pytest.mark.slow
 def test_run_glue_from_scratch(workdir, tokenizer_dir, task_data):
     output_dir = workdir / "glue_scratch"
     summary = load_script("run_glue").main(
@@ -381,6 +386,7 @@ def test_run_glue_from_scratch(workdir, tokenizer_dir, task_data):
     )
 
 
+@pytest.mark.slow
 def test_run_glue_trains_a_lora_adapter(workdir, mlm_dir, task_data):
     """--lora: only the adapter and the classifier train; the task folder holds a peft adapter that reloads onto
     the base checkpoint with the fine-tuned model's predictions."""
@@ -417,6 +423,7 @@ def test_run_glue_trains_a_lora_adapter(workdir, mlm_dir, task_data):
     assert not torch.allclose(adapted, plain, atol=1e-4), "the adapter and trained classifier were reloaded"
 
 
+@pytest.mark.slow
 def test_run_glue_lora_refuses_dropout_on_tables(mlm_dir, task_data, capsys):
     with pytest.raises(SystemExit):
         load_script("run_glue").main(
@@ -426,6 +433,7 @@ def test_run_glue_lora_refuses_dropout_on_tables(mlm_dir, task_data, capsys):
     assert "--lora_dropout 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_glue_text_to_text(workdir, span_run, task_data):
     output_dir = workdir / "glue_t2t"
     summary = load_script("run_glue").main(
@@ -453,6 +461,7 @@ def test_text_to_text_answers_map_back_to_labels(task, text, expected):
         assert label_from_text(spec, text_to_text_target(spec, expected)) == expected
 
 
+@pytest.mark.slow
 def test_run_glue_unknown_task_lists_valid_names(mlm_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
         load_script("run_glue").main(
@@ -463,6 +472,7 @@ def test_run_glue_unknown_task_lists_valid_names(mlm_dir, capsys):
     assert "'sst3'" in error and "sst2" in error and "multirc" in error and "copa" in error
 
 
+@pytest.mark.slow
 def test_run_glue_missing_files_give_a_clear_error(workdir, mlm_dir):
     with pytest.raises(FileNotFoundError, match=r"cola train: .*CoLA/train.tsv"):
         load_script("run_glue").main(
@@ -471,6 +481,7 @@ def test_run_glue_missing_files_give_a_clear_error(workdir, mlm_dir):
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(workdir, corpus, tokenizer_dir):
     """Stop after checkpoint-3 (simulated by copying it), resume, and land on the same weights and metrics."""
     common = ["--tokenizer", str(tokenizer_dir), "--attention_type", "factorized_random+dot", "--max_steps", "6",
@@ -513,6 +524,7 @@ def test_accelerate_launch_two_cpu_processes(workdir, corpus, tokenizer_dir):
     assert results["eval_loss"] < 1.5 * math.log(vocab_size)
 
 
+@pytest.mark.slow
 def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
     hub = load_script("prepare_hub_folder").main(
         ["--model_dir", str(mlm_dir), "--output_dir", str(workdir / "hub"), "--repo_id", "someone/synth-test"]
@@ -555,6 +567,7 @@ def test_prepare_hub_folder_loads_without_the_package(workdir, mlm_dir):
     torch.testing.assert_close(torch.load(workdir / "hub_out.pt"), expected)
 
 
+@pytest.mark.slow
 def test_prepare_hub_folder_refuses_to_overwrite(workdir, mlm_dir):
     target = workdir / "occupied"
     target.mkdir()

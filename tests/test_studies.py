@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import pytest
 
-from conftest import load_script
+from helpers import load_script
 from synthesizer_hf import SynthesizerConfig, SynthesizerForSequenceClassification
 from synthesizer_tools.bundled import DEMO_DATA_DIR
 from synthesizer_tools.pair_probe import (
@@ -26,6 +26,7 @@ from synthesizer_tools.studies import (
     CORPUS_LOADERS,
     GENERATED_TASKS,
     MODEL_DEFAULTS,
+    PeakMemory,
     byte_features,
     load_study_config,
     run_study,
@@ -46,6 +47,7 @@ def write_corpus(data_dir):
     (folder / "valid.txt").write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_mlm_study_end_to_end(tmp_path):
     write_corpus(tmp_path / "data")
     config_path = tmp_path / "study.json"
@@ -92,6 +94,7 @@ def test_mlm_study_end_to_end(tmp_path):
     assert record["train_steps"] == 1 and record["spec"]["train"]["optim"] == "sgd"
 
 
+@pytest.mark.slow
 def test_glue_study_fine_tunes_the_saved_models_of_its_pretraining_study(tmp_path):
     """The `glue` objective end to end: an MLM study saves its models, the GLUE study fine-tunes each one."""
     data = tmp_path / "data"
@@ -225,6 +228,15 @@ def test_lra_text_keeps_the_markup_shuffles_training_and_encodes_bytes(tmp_path)
     assert short["attention_mask"] == [1, 1, 1, 0, 0, 0]
 
 
+def test_peak_memory_records_a_run_shorter_than_its_sampling_interval():
+    """A run that ends before the sampling thread's first 10 ms wait still records the process's memory."""
+    callback = PeakMemory()
+    callback.on_train_begin(None, None, None)
+    callback.on_train_end(None, None, None)
+    assert callback.peak_bytes > 0
+
+
+@pytest.mark.slow
 def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp_path):
     write_imdb(tmp_path / "data", rows=24)
     common = {"seeds": [0], "variants": ["dot", "random"], "threads": 1}
@@ -262,6 +274,7 @@ def test_token_classification_study_on_the_pair_probe_and_a_byte_level_study(tmp
     assert record["num_parameters"] == expected.num_parameters(), "258 ids: 256 bytes + padding + [CLS]"
 
 
+@pytest.mark.slow
 def test_attention_plot_variants_limits_the_attention_figure(tmp_path):
     from matplotlib.image import imread
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import load_script
+from helpers import load_script
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
 from synthesizer_tools.tokenization import (
     MODEL_INPUT_NAMES,
@@ -159,6 +159,7 @@ def test_iter_text_files_errors(tmp_path):
         next(iter_text_files(tmp_path / "table.csv"))
 
 
+@pytest.mark.slow
 def test_script_help():
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--help"],

@@ -18,7 +18,7 @@ from transformers import (
     pipeline,
 )
 
-from conftest import load_script, run_without_package, tiny_config
+from helpers import load_script, run_without_package, tiny_config
 from synthesizer_hf import (
     AUTO_CLASSES,
     SynthesizerConfig,

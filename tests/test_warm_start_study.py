@@ -96,6 +96,7 @@ def study_file(tmp_path: Path, bert: Path, **changes) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a_run(
     tmp_path, bert, data_dir, monkeypatch
 ):
@@ -152,6 +153,7 @@ def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a
     assert executed == [] and rerun["table"] == json.loads(json.dumps(table))
 
 
+@pytest.mark.slow
 def test_an_interrupted_adaptation_resumes_from_its_last_checkpoint(tmp_path, bert, data_dir, caplog):
     study = load_warm_start_study(
         study_file(tmp_path, bert, variants=["dot"], selection=None, tasks={"cb": {}}, seeds=[0],

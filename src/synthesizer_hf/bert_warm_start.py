@@ -52,7 +52,6 @@ from .modeling_synthesizer import (
     SynthesizerPreTrainedModel,
     SynthesizerSelfAttention,
 )
-from .synthesizers import SYNTHESIZERS
 
 logger = logging.getLogger(__name__)
 
@@ -346,12 +345,6 @@ def bert_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(folder)
 
 
-def longest_input(config: SynthesizerConfig) -> int:
-    """The longest input the model accepts: L with a length-bound synthesizer, else the position table."""
-    length_bound = any(SYNTHESIZERS[name].length_bound for name in config.components_in_use())
-    return config.synthesizer_length if length_bound else config.max_position_embeddings
-
-
 def convert_bert_folder(
     bert_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -364,7 +357,7 @@ def convert_bert_folder(
     is capped at the longest input the converted model accepts (so `truncation=True` respects it)."""
     model = from_bert(bert_path, head=head, attention_type=attention_type, **config_overrides)
     tokenizer = bert_tokenizer(bert_path)
-    tokenizer.model_max_length = min(tokenizer.model_max_length, longest_input(model.config))
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.longest_input())
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return model
@@ -377,5 +370,4 @@ __all__ = [
     "bert_tokenizer",
     "convert_bert_folder",
     "from_bert",
-    "longest_input",
 ]

@@ -81,8 +81,8 @@ class SynthesizerConfig(PreTrainedConfig):
     encoder-decoder). Standard BERT/T5 names where they exist, plus:
 
     attention_type (`str` or `list[str]`): synthesizing function(s) of the (encoder) self-attention, one for
-        all layers or one per layer. `dot`, `symmetric_dot`, `pairwise_dot`, `random`, `fixed_random`,
-        `factorized_random`, `dense`, `factorized_dense`, or a `+`-joined mixture (eq. 8).
+        all layers or one per layer: a name or alias of the synthesizer registry (`ATTENTION_COMPONENTS`,
+        `ATTENTION_ALIASES`; the README's table lists them), or a `+`-joined mixture of them (eq. 8).
     decoder_attention_type: the same for the decoder self-attention of `SynthesizerForSeq2SeqLM`
         (defaults to `attention_type`). Cross-attention is always dot-product (the paper could not replace it).
     synthesizer_length (`int`): L, the longest sequence the length-bound synthesizers support
@@ -246,13 +246,26 @@ class SynthesizerConfig(PreTrainedConfig):
                     f"{field} lists {len(spec)} entries but the stack has {num_layers} layers: give one "
                     "string for all layers or exactly one entry per layer."
                 )
-        for name in self.components_in_use():  # only the synthesizers in use constrain their fields
+        for name in self.components_in_use(
+            decoder=True
+        ):  # only the synthesizers in use constrain their fields
             SYNTHESIZERS[name].check_config(self)
 
-    def components_in_use(self) -> list[str]:
-        """The synthesizers of any layer, encoder or decoder, each once."""
-        layers = self.layer_attention_types() + self.layer_attention_types(decoder=True)
+    def components_in_use(self, encoder: bool = True, decoder: bool | None = None) -> list[str]:
+        """The synthesizers of the layers of the first stack (an encoder's, or a decoder-only model's) and of
+        the decoder of an encoder-decoder, each once. `decoder=True` takes `decoder_attention_type` whatever the
+        model: the config checks every spec it holds."""
+        decoder = self.is_encoder_decoder if decoder is None else decoder
+        layers = (self.layer_attention_types() if encoder else []) + (
+            self.layer_attention_types(decoder=True) if decoder else []
+        )
         return list(dict.fromkeys(name for components in layers for name in components))
+
+    def longest_input(self) -> int:
+        """The longest input the model accepts: L if a layer has a length-bound synthesizer (its tables have L
+        rows), else the position table's `max_position_embeddings`."""
+        length_bound = any(SYNTHESIZERS[name].length_bound for name in self.components_in_use())
+        return self.synthesizer_length if length_bound else self.max_position_embeddings
 
     def layer_attention_types(self, decoder: bool = False) -> list[tuple[str, ...]]:
         """Canonical component tuple of each layer of the encoder (or decoder) self-attention."""

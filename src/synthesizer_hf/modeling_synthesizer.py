@@ -274,8 +274,8 @@ class SynthesizerSelfAttention(nn.Module):
 
     def synthesizer(self, name: str) -> Synthesizer:
         """The synthesizer `name` itself. An adapter library may wrap it to adapt its tables (PEFT's
-        ParamWrapper applies the update around `forward` and hides every other method); `token_keys`, which
-        reads no table, is then called on the module inside."""
+        ParamWrapper applies the update around `forward` and hides every other method); `cached_per_token`,
+        which reads no table, is then called on the module inside."""
         module = self.synthesizers[name]
         return module.get_base_layer() if hasattr(module, "get_base_layer") else module
 
@@ -350,7 +350,9 @@ class SynthesizerSelfAttention(nn.Module):
         """`attention_mask` is additive `[batch | 1, 1, q, k]`; `key_padding_mask` the same keys as `[batch, k]`."""
         batch, length, _ = hidden_states.shape
         value = split_heads(self.value(hidden_states), self.num_heads)
-        token_keys = [self.synthesizer(name).token_keys(hidden_states) for name in self.token_key_components]
+        token_keys = [
+            self.synthesizer(name).cached_per_token(hidden_states) for name in self.token_key_components
+        ]
         keys_by_component = {}
         if token_keys:
             keys = torch.cat(token_keys, dim=-1)

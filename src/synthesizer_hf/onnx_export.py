@@ -1,7 +1,7 @@
 """ONNX export of the Synthesizer encoder heads with `torch.onnx.export(..., dynamo=True)`.
 
 The graph takes `input_ids`, `attention_mask` (and `token_type_ids`, unless left out), each `[batch, length]`
-int64, with a dynamic batch and a dynamic length of 1 to `max_export_length(config)`: the synthesizer length L
+int64, with a dynamic batch and a dynamic length of 1 to `config.longest_input()`: the synthesizer length L
 when a layer has a length-bound synthesizer (random, factorized random, the dense family, factorized dense),
 else `max_position_embeddings`. Longer inputs have no synthesized row or position embedding: onnxruntime then
 fails on an out-of-range index instead of the model's clear ValueError, so truncate to that length.
@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .configuration_synthesizer import SynthesizerConfig
 from .modeling_synthesizer import (
     SynthesizerForMaskedLM,
     SynthesizerForQuestionAnswering,
@@ -33,7 +32,6 @@ from .modeling_synthesizer import (
     SynthesizerForTokenClassification,
     SynthesizerModel,
 )
-from .synthesizers import SYNTHESIZERS
 
 # The heads that export, with the output tensors the graph returns (in this order, under these names).
 EXPORTABLE_HEADS: dict[type[nn.Module], tuple[str, ...]] = {
@@ -44,17 +42,6 @@ EXPORTABLE_HEADS: dict[type[nn.Module], tuple[str, ...]] = {
     SynthesizerForQuestionAnswering: ("start_logits", "end_logits"),
 }
 DEFAULT_OPSET = 18
-
-
-def max_export_length(config: SynthesizerConfig) -> int:
-    """The longest input the exported graph accepts: L if a layer has a length-bound synthesizer, else
-    `max_position_embeddings`."""
-    length_bound = any(
-        SYNTHESIZERS[name].length_bound
-        for components in config.layer_attention_types()
-        for name in components
-    )
-    return config.synthesizer_length if length_bound else config.max_position_embeddings
 
 
 def output_names(model: nn.Module) -> tuple[str, ...]:
@@ -102,7 +89,7 @@ def export_onnx(
 ) -> Path:
     """Export an encoder head (`SynthesizerModel`, `...ForMaskedLM`, `...ForSequenceClassification`,
     `...ForTokenClassification`, `...ForQuestionAnswering`) to one ONNX file with a dynamic batch and a
-    dynamic length of 1 to `max_export_length(model.config)`.
+    dynamic length of 1 to `model.config.longest_input()`.
 
     Inputs `input_ids`, `attention_mask` and (with `token_type_ids=True`) `token_type_ids`, all int64
     `[batch, length]`; outputs as `EXPORTABLE_HEADS` names them (`logits` for the MLM and classification
@@ -120,7 +107,7 @@ def export_onnx(
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
-    max_length = max_export_length(model.config)
+    max_length = model.config.longest_input()
     if example_length is None:
         example_length = max(2, max_length // 2) if max_length > 2 else max_length
     if not 1 <= example_length <= max_length:
@@ -157,4 +144,4 @@ def export_onnx(
     return output_path
 
 
-__all__ = ["DEFAULT_OPSET", "EXPORTABLE_HEADS", "export_onnx", "max_export_length", "output_names"]
+__all__ = ["DEFAULT_OPSET", "EXPORTABLE_HEADS", "export_onnx", "output_names"]

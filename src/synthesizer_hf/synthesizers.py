@@ -124,8 +124,9 @@ class Synthesizer(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.synthesizer_length = config.synthesizer_length
 
-    def token_keys(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Keys computed from the tokens `[batch, heads, length, e]`; only for `uses_token_keys`."""
+    def cached_per_token(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """What the layer computes once per token and caches for decoding, `[batch, heads, length, e]`, handed back
+        to `forward` for every token so far: the keys (`uses_token_keys`) or the inputs (`reads_neighbours`)."""
         raise NotImplementedError
 
     def forward(
@@ -162,8 +163,8 @@ class DotProductSynthesizer(Synthesizer):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def token_keys(self, hidden_states):
-        return split_heads(self.key(hidden_states), self.num_heads)
+    def cached_per_token(self, hidden_states):
+        return split_heads(self.key(hidden_states), self.num_heads)  # the keys
 
     def forward(self, hidden_states, positions, keys):
         query = split_heads(self.query(hidden_states), self.num_heads) * self.head_dim**-0.5
@@ -185,8 +186,8 @@ class SymmetricDotProductSynthesizer(Synthesizer):
         super().__init__(config)
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def token_keys(self, hidden_states):
-        return split_heads(self.query(hidden_states), self.num_heads)
+    def cached_per_token(self, hidden_states):
+        return split_heads(self.query(hidden_states), self.num_heads)  # the keys, which are the queries
 
     def start_with_zero_logits(self):
         raise ValueError(
@@ -345,175 +346,14 @@ class FactorizedRandomSynthesizer(LengthBoundSynthesizer):
         nn.init.zeros_(self.random_key_factors)  # R2 = 0; R1 keeps its random init
 
 
-def check_dense_hidden_size(config: SynthesizerConfig) -> None:
-    """W1 of the dense synthesizers is split into one slice per head."""
-    if config.dense_synthesizer_hidden_size % config.num_attention_heads:
+def check_divisible_by_heads(config: SynthesizerConfig, field: str, variant: str) -> None:
+    """The hidden features of the dense family are split into one slice per head (for W2_h)."""
+    width = getattr(config, field)
+    if width % config.num_attention_heads:
         raise ValueError(
-            f"dense_synthesizer_hidden_size ({config.dense_synthesizer_hidden_size}) must be divisible by "
-            f"num_attention_heads ({config.num_attention_heads})."
+            f"{field} ({width}) must be divisible by num_attention_heads ({config.num_attention_heads}) "
+            f"for {variant}."
         )
-
-
-class DenseSynthesizer(LengthBoundSynthesizer):
-    """Dense synthesizer (eq. 1-3): S_i = W2_h relu(W1 x_i + b1)_h + b2_h, conditioned on token i alone.
-
-    W1 maps d -> d for all heads together; each head maps its own d_h slice to L with W2_h. That gives
-    Table 1's d^2 + d*L parameters at the cost of Q K^T (a full d -> heads*L map costs `heads` times more).
-    In factored form the bias rides along as one more feature: query = [relu(W1 x)_h, 1] and
-    key_j = [column j of W2_h, b2_h[j]], so the whole logit is one product (and fused kernels take it).
-    """
-
-    name = "dense"
-    aliases = ("d",)
-    paper_name = "Dense"
-    logits = "W2_h relu(W1 X_i + b1)_h + b2_h (eq. 1-3)"
-    summary = "each token predicts its attention row from itself alone, without looking at other tokens"
-    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size")
-
-    @classmethod
-    def check_config(cls, config):
-        super().check_config(config)
-        check_dense_hidden_size(config)
-
-    def __init__(self, config: SynthesizerConfig):
-        super().__init__(config)
-        self.second_width = self.width_of_second_map(config)
-        self.build_hidden_layers(config)
-        features = self.hidden_width(config) // self.num_heads * self.second_width
-        self.position_weights = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length, features))
-        self.position_bias = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length))
-
-    @staticmethod
-    def hidden_width(config: SynthesizerConfig) -> int:
-        """Width of the hidden features, split into one slice per head for W2_h."""
-        return config.dense_synthesizer_hidden_size
-
-    @staticmethod
-    def width_of_second_map(config: SynthesizerConfig) -> int:
-        """Tokens the map to L reads: 1, or the width of a convolution."""
-        return 1
-
-    def build_hidden_layers(self, config: SynthesizerConfig) -> None:
-        self.dense = nn.Linear(config.hidden_size, self.hidden_width(config))
-
-    def hidden_features(self, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        """`[batch, tokens, hidden]` features of `[batch, tokens, d]` inputs: relu(W1 x + b1)."""
-        return torch.relu(self.dense(inputs))
-
-    def queries(
-        self, hidden_states: torch.Tensor, positions: Positions, keys: torch.Tensor | None
-    ) -> torch.Tensor:
-        """`[batch, heads, q, features]`: the hidden features of each query token, per head."""
-        return split_heads(self.hidden_features(hidden_states, None, positions.causal), self.num_heads)
-
-    def forward(self, hidden_states, positions, keys):
-        self.check_length(positions)
-        hidden = self.queries(hidden_states, positions, keys)
-        query = torch.cat([hidden, hidden.new_ones(*hidden.shape[:-1], 1)], dim=-1)
-        key_table = torch.cat([self.position_weights, self.position_bias.unsqueeze(-1)], dim=-1)
-        key = select_positions(key_table, positions.key, 0, positions.key_length)
-        return SynthesizedLogits(query=query, key=key)
-
-    def reset_synthesizer_parameters(self, config):
-        init.normal_(self.position_weights, mean=0.0, std=config.initializer_range)
-        init.zeros_(self.position_bias)
-
-    def start_with_zero_logits(self):
-        nn.init.zeros_(self.position_weights)  # W2 = 0 and b2 = 0; W1 keeps its init
-        nn.init.zeros_(self.position_bias)
-
-
-class GLUSynthesizer(DenseSynthesizer):
-    """Dense synthesizer with Gated Linear Units (Dauphin et al., 2017) in place of the ReLU layer (A.2):
-    S_i = W2_h ((W1 x_i + b1) * sigmoid(V x_i + c))_h + b2_h.
-
-    Our reading of "applying the GLU units as the synthesizing function": the GLU replaces the first,
-    nonlinear layer of F, the map to L stays, so the row still depends on token i alone.
-    """
-
-    name = "glu"
-    paper_name = "GLU (Table 8)"
-    logits = "W2_h ((W1 X_i + b1) * sigmoid(V X_i + c))_h + b2_h"
-    summary = "a dense synthesizer whose hidden layer is a gated linear unit"
-
-    def build_hidden_layers(self, config):
-        super().build_hidden_layers(config)
-        self.gate = nn.Linear(config.hidden_size, self.hidden_width(config))
-
-    def hidden_features(self, inputs, mask, causal):
-        return self.dense(inputs) * torch.sigmoid(self.gate(inputs))
-
-
-class BottleneckDenseSynthesizer(DenseSynthesizer):
-    """Bottleneck + Dense (A.2): W1 becomes a d -> r -> d bottleneck (the paper's 512 -> 16 -> 512):
-    S_i = W2_h relu(U (D x_i + b_D) + b_U)_h + b2_h, r = `synthesizer_bottleneck_size`.
-
-    Our reading: "converting the 2 layered feed forward network to a bottleneck layer" factors its first
-    layer through r dimensions; the ReLU and the map to L stay as in the dense synthesizer.
-    """
-
-    name = "bottleneck_dense"
-    paper_name = "Bottleneck + Dense (Table 8)"
-    logits = "W2_h relu(U (D X_i + b_D) + b_U)_h + b2_h, D: d -> r, U: r -> d"
-    summary = "a dense synthesizer whose first layer passes through an r-dimensional bottleneck"
-    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_bottleneck_size")
-
-    def build_hidden_layers(self, config):
-        self.down = nn.Linear(config.hidden_size, config.synthesizer_bottleneck_size)
-        self.up = nn.Linear(config.synthesizer_bottleneck_size, self.hidden_width(config))
-
-    def hidden_features(self, inputs, mask, causal):
-        return torch.relu(self.up(self.down(inputs)))
-
-
-class ConvolutionalSynthesizer(DenseSynthesizer):
-    """Base of the convolutional synthesizers of A.2: F reads a window of neighbouring tokens.
-
-    Each convolution runs over the sequence and sees zeros outside it and at padded positions, so padding
-    never changes the rows of real tokens. In a decoder the windows end at the token (causal: no later
-    token is read); in an encoder they are centred. The layer caches its inputs (as this synthesizer's
-    token keys), so cached decoding recomputes the window of the new tokens exactly.
-    """
-
-    reads_neighbours = True
-    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_conv_width")
-
-    def build_hidden_layers(self, config):
-        # the width is kept here, not read off the conv: an adapter (PEFT's LoRA Conv1d) may replace the conv
-        self.conv_width = config.synthesizer_conv_width
-        self.conv = nn.Conv1d(config.hidden_size, self.hidden_width(config), self.conv_width)
-
-    def token_keys(self, hidden_states):
-        return split_heads(hidden_states, self.num_heads)
-
-    def hidden_features(self, inputs, mask, causal):
-        return torch.relu(sequence_conv(self.conv, self.conv_width, inputs, mask, causal))
-
-    def queries(self, hidden_states, positions, keys):
-        inputs = keys.transpose(1, 2).flatten(2)  # every input so far, cached ones included: [batch, k, d]
-        mask = positions.key_mask
-        if positions.causal:  # the new tokens' windows reach back `receptive_field` tokens
-            start = max(0, inputs.shape[1] - positions.query_length - self.receptive_field())
-            inputs, mask = inputs[:, start:], None if mask is None else mask[:, start:]
-        hidden = self.hidden_features(inputs, mask, positions.causal)
-        if mask is not None:
-            hidden = hidden * mask[..., None].to(hidden.dtype)
-        windows = self.second_map_windows(hidden, positions.causal)
-        return windows[:, :, windows.shape[2] - positions.query_length :]
-
-    def receptive_field(self) -> int:
-        return self.conv_width - 1 + self.second_width - 1
-
-    def second_map_windows(self, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
-        """Per head, the hidden features of the `second_width` tokens the map to L reads, side by side:
-        that map is then W2_h applied to them, a convolution in factored form. `[batch, heads, tokens, e * f]`."""
-        width = self.second_width
-        per_head = hidden.view(*hidden.shape[:2], self.num_heads, -1).transpose(1, 2)  # [batch, heads, t, e]
-        if width == 1:
-            return per_head
-        left = width - 1 if causal else (width - 1) // 2
-        padded = nn.functional.pad(per_head, (0, 0, left, width - 1 - left))
-        return padded.unfold(2, width, 1).transpose(-1, -2).flatten(-2)
 
 
 def sequence_conv(
@@ -529,7 +369,178 @@ def sequence_conv(
     return conv(padded).transpose(1, 2)
 
 
-class ConvLinearSynthesizer(ConvolutionalSynthesizer):
+# F's first map in the dense family (A.2, Table 8), by the name a variant gives as `feature_map`: W1 with a ReLU
+# (the dense synthesizer), a gated linear unit, a d -> r -> hidden bottleneck, or a convolution over the tokens
+# without or with a ReLU. The convolutions read neighbouring tokens; the others token i alone.
+FEATURE_MAPS = ("relu_mlp", "glu", "bottleneck", "conv", "conv_relu")
+CONVOLUTIONS = ("conv", "conv_relu")
+
+
+class DenseSynthesizer(LengthBoundSynthesizer):
+    """Dense synthesizer (eq. 1-3): S_i = W2_h relu(W1 x_i + b1)_h + b2_h, conditioned on token i alone.
+
+    W1 maps d -> d for all heads together; each head maps its own d_h slice to L with W2_h. That gives
+    Table 1's d^2 + d*L parameters at the cost of Q K^T (a full d -> heads*L map costs `heads` times more).
+    In factored form the bias rides along as one more feature: query = [relu(W1 x)_h, 1] and
+    key_j = [column j of W2_h, b2_h[j]], so the whole logit is one product (and fused kernels take it).
+
+    The whole dense family of appendix A.2 is this class: a variant is a subclass that names F's first map
+    (`feature_map`, one of FEATURE_MAPS), the config field of its width, and whether the second map W2_h reads
+    the features of token i alone or of a window of tokens around it (a convolution of the width in
+    `second_map_width_field`), and describes itself. `__init__` builds the chosen maps; their layers are
+    attributes of the synthesizer itself, so their names are the checkpoint's keys.
+
+    The convolutions see zeros outside the sequence and at padded positions, so padding never changes the rows
+    of real tokens. In a decoder their windows end at the token (causal: no later token is read); in an encoder
+    they are centred. The layer caches the inputs of these variants (`cached_per_token`), so cached decoding
+    recomputes the windows of the new tokens exactly.
+    """
+
+    name = "dense"
+    aliases = ("d",)
+    paper_name = "Dense"
+    logits = "W2_h relu(W1 X_i + b1)_h + b2_h (eq. 1-3)"
+    summary = "each token predicts its attention row from itself alone, without looking at other tokens"
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size")
+
+    feature_map: ClassVar[str] = "relu_mlp"  # F's first map: one of FEATURE_MAPS
+    hidden_width_field: ClassVar[str] = "dense_synthesizer_hidden_size"  # the width of its features
+    second_map_width_field: ClassVar[str | None] = None  # W2_h reads a window this wide; None: token i alone
+
+    def __init_subclass__(cls, **kwargs):
+        if cls.feature_map not in FEATURE_MAPS:
+            raise TypeError(
+                f"{cls.__name__}.feature_map must be one of {FEATURE_MAPS}, not {cls.feature_map!r}."
+            )
+        # a trait the layer reads: cache this variant's inputs, as its rows read other tokens
+        cls.reads_neighbours = cls.feature_map in CONVOLUTIONS or cls.second_map_width_field is not None
+        super().__init_subclass__(**kwargs)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        check_divisible_by_heads(config, cls.hidden_width_field, cls.name)
+
+    def __init__(self, config: SynthesizerConfig):
+        super().__init__(config)
+        width = getattr(config, self.hidden_width_field)
+        if self.feature_map in ("relu_mlp", "glu"):
+            self.dense = nn.Linear(config.hidden_size, width)
+        if self.feature_map == "glu":
+            self.gate = nn.Linear(config.hidden_size, width)
+        if self.feature_map == "bottleneck":
+            self.down = nn.Linear(config.hidden_size, config.synthesizer_bottleneck_size)
+            self.up = nn.Linear(config.synthesizer_bottleneck_size, width)
+        if self.feature_map in CONVOLUTIONS:
+            # the width is kept here, not read off the conv: an adapter (PEFT's LoRA Conv1d) may replace the conv
+            self.conv_width = config.synthesizer_conv_width
+            self.conv = nn.Conv1d(config.hidden_size, width, self.conv_width)
+        self.second_width = (
+            1 if self.second_map_width_field is None else getattr(config, self.second_map_width_field)
+        )
+        features = width // self.num_heads * self.second_width
+        self.position_weights = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length, features))
+        self.position_bias = nn.Parameter(torch.empty(self.num_heads, config.synthesizer_length))
+
+    def hidden_features(self, inputs: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        """F's first map: `[batch, tokens, width]` features of `[batch, tokens, d]` inputs."""
+        if self.feature_map == "relu_mlp":
+            return torch.relu(self.dense(inputs))
+        if self.feature_map == "glu":
+            return self.dense(inputs) * torch.sigmoid(self.gate(inputs))
+        if self.feature_map == "bottleneck":
+            return torch.relu(self.up(self.down(inputs)))
+        convolved = sequence_conv(self.conv, self.conv_width, inputs, mask, causal)
+        return torch.relu(convolved) if self.feature_map == "conv_relu" else convolved
+
+    def cached_per_token(self, hidden_states):
+        return split_heads(
+            hidden_states, self.num_heads
+        )  # the inputs: new tokens' windows reach back over them
+
+    def forward(self, hidden_states, positions, cached_inputs):
+        self.check_length(positions)
+        if self.reads_neighbours:
+            hidden = self.window_features(positions, cached_inputs)
+        else:
+            hidden = split_heads(self.hidden_features(hidden_states, None, positions.causal), self.num_heads)
+        query = torch.cat([hidden, hidden.new_ones(*hidden.shape[:-1], 1)], dim=-1)
+        key_table = torch.cat([self.position_weights, self.position_bias.unsqueeze(-1)], dim=-1)
+        key = select_positions(key_table, positions.key, 0, positions.key_length)
+        return SynthesizedLogits(query=query, key=key)
+
+    def window_features(self, positions: Positions, cached_inputs: torch.Tensor) -> torch.Tensor:
+        """`[batch, heads, q, e * second_width]`: per query token, the features of the tokens W2_h reads."""
+        inputs = cached_inputs.transpose(1, 2).flatten(
+            2
+        )  # every input so far, cached ones included: [batch, k, d]
+        mask = positions.key_mask
+        if positions.causal:  # the new tokens' windows reach back `receptive_field` tokens
+            start = max(0, inputs.shape[1] - positions.query_length - self.receptive_field())
+            inputs, mask = inputs[:, start:], None if mask is None else mask[:, start:]
+        hidden = self.hidden_features(inputs, mask, positions.causal)
+        if mask is not None:
+            hidden = hidden * mask[..., None].to(hidden.dtype)
+        windows = self.second_map_windows(hidden, positions.causal)
+        return windows[:, :, windows.shape[2] - positions.query_length :]
+
+    def receptive_field(self) -> int:
+        """How many earlier tokens a token's row reads, through both maps."""
+        first = self.conv_width - 1 if self.feature_map in CONVOLUTIONS else 0
+        return first + self.second_width - 1
+
+    def second_map_windows(self, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Per head, the hidden features of the `second_width` tokens the map to L reads, side by side:
+        that map is then W2_h applied to them, a convolution in factored form. `[batch, heads, tokens, e * f]`."""
+        width = self.second_width
+        per_head = hidden.view(*hidden.shape[:2], self.num_heads, -1).transpose(1, 2)  # [batch, heads, t, e]
+        if width == 1:
+            return per_head
+        left = width - 1 if causal else (width - 1) // 2
+        padded = nn.functional.pad(per_head, (0, 0, left, width - 1 - left))
+        return padded.unfold(2, width, 1).transpose(-1, -2).flatten(-2)
+
+    def reset_synthesizer_parameters(self, config):
+        init.normal_(self.position_weights, mean=0.0, std=config.initializer_range)
+        init.zeros_(self.position_bias)
+
+    def start_with_zero_logits(self):
+        nn.init.zeros_(self.position_weights)  # W2 = 0 and b2 = 0; F's first map keeps its init
+        nn.init.zeros_(self.position_bias)
+
+
+class GLUSynthesizer(DenseSynthesizer):
+    """Dense synthesizer with Gated Linear Units (Dauphin et al., 2017) in place of the ReLU layer (A.2):
+    S_i = W2_h ((W1 x_i + b1) * sigmoid(V x_i + c))_h + b2_h.
+
+    Our reading of "applying the GLU units as the synthesizing function": the GLU replaces the first,
+    nonlinear layer of F, the map to L stays, so the row still depends on token i alone.
+    """
+
+    name = "glu"
+    paper_name = "GLU (Table 8)"
+    logits = "W2_h ((W1 X_i + b1) * sigmoid(V X_i + c))_h + b2_h"
+    summary = "a dense synthesizer whose hidden layer is a gated linear unit"
+    feature_map = "glu"
+
+
+class BottleneckDenseSynthesizer(DenseSynthesizer):
+    """Bottleneck + Dense (A.2): W1 becomes a d -> r -> d bottleneck (the paper's 512 -> 16 -> 512):
+    S_i = W2_h relu(U (D x_i + b_D) + b_U)_h + b2_h, r = `synthesizer_bottleneck_size`.
+
+    Our reading: "converting the 2 layered feed forward network to a bottleneck layer" factors its first
+    layer through r dimensions; the ReLU and the map to L stay as in the dense synthesizer.
+    """
+
+    name = "bottleneck_dense"
+    paper_name = "Bottleneck + Dense (Table 8)"
+    logits = "W2_h relu(U (D X_i + b_D) + b_U)_h + b2_h, D: d -> r, U: r -> d"
+    summary = "a dense synthesizer whose first layer passes through an r-dimensional bottleneck"
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_bottleneck_size")
+    feature_map = "bottleneck"
+
+
+class ConvLinearSynthesizer(DenseSynthesizer):
     """Conv (f) Linear (A.2): a 1D convolution of width f in place of the 2-layer network's first layer and
     ReLU, then the linear map to L: S_i = W2_h Conv_f(X)_i,h + b2_h.
 
@@ -541,12 +552,11 @@ class ConvLinearSynthesizer(ConvolutionalSynthesizer):
     paper_name = "Conv Linear (Table 8)"
     logits = "W2_h Conv_f(X)_i,h + b2_h, f = synthesizer_conv_width"
     summary = "each token predicts its attention row from a window of f neighbouring tokens, linearly"
+    config_fields = ("synthesizer_length", "dense_synthesizer_hidden_size", "synthesizer_conv_width")
+    feature_map = "conv"
 
-    def hidden_features(self, inputs, mask, causal):
-        return sequence_conv(self.conv, self.conv_width, inputs, mask, causal)
 
-
-class ConvReluConvSynthesizer(ConvolutionalSynthesizer):
+class ConvReluConvSynthesizer(DenseSynthesizer):
     """ConvReluConv (A.2): both layers of F are convolutions over the tokens, with a ReLU between:
     S_i = Conv_f2(relu(Conv_f1(X)))_i, the second convolution mapping to the L logits of each head.
 
@@ -558,14 +568,12 @@ class ConvReluConvSynthesizer(ConvolutionalSynthesizer):
     paper_name = "ConvReluConv (Table 8)"
     logits = "Conv_f2(relu(Conv_f1(X)))_i,h: the second convolution maps to L"
     summary = "each token predicts its attention row from its neighbourhood, through two convolutions"
-    config_fields = (*ConvolutionalSynthesizer.config_fields, "synthesizer_second_conv_width")
-
-    @staticmethod
-    def width_of_second_map(config):
-        return config.synthesizer_second_conv_width
+    config_fields = (*ConvLinearSynthesizer.config_fields, "synthesizer_second_conv_width")
+    feature_map = "conv_relu"
+    second_map_width_field = "synthesizer_second_conv_width"
 
 
-class BottleneckConvReluConvSynthesizer(ConvReluConvSynthesizer):
+class BottleneckConvReluConvSynthesizer(DenseSynthesizer):
     """Bottleneck + ConvReluConv (A.2, the best row of Table 8): ConvReluConv through r channels:
     the first convolution projects d -> r (`synthesizer_bottleneck_size`), the second maps r -> L per head.
 
@@ -578,19 +586,9 @@ class BottleneckConvReluConvSynthesizer(ConvReluConvSynthesizer):
     logits = "Conv_f2(relu(Conv_f1(X): d -> r))_i,h: the second convolution maps r -> L"
     summary = "two convolutions over the neighbourhood through an r-channel bottleneck"
     config_fields = (*ConvReluConvSynthesizer.config_fields, "synthesizer_bottleneck_size")
-
-    @staticmethod
-    def hidden_width(config):
-        return config.synthesizer_bottleneck_size
-
-    @classmethod
-    def check_config(cls, config):
-        LengthBoundSynthesizer.check_config(config)
-        if config.synthesizer_bottleneck_size % config.num_attention_heads:
-            raise ValueError(
-                f"synthesizer_bottleneck_size ({config.synthesizer_bottleneck_size}) must be divisible by "
-                f"num_attention_heads ({config.num_attention_heads}) for bottleneck_conv_relu_conv."
-            )
+    feature_map = "conv_relu"
+    hidden_width_field = "synthesizer_bottleneck_size"
+    second_map_width_field = "synthesizer_second_conv_width"
 
 
 class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
@@ -615,7 +613,7 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
-        check_dense_hidden_size(config)
+        check_divisible_by_heads(config, "dense_synthesizer_hidden_size", cls.name)
         a, b = config.factorized_dense_a, config.factorized_dense_b
         if a * b != config.synthesizer_length:
             raise ValueError(
@@ -691,18 +689,15 @@ def combine_logits(parts: list[SynthesizedLogits], weights: torch.Tensor | None)
     return SynthesizedLogits(query=query, key=key, bias=bias)
 
 
+# the registered variants' classes by their names, so that a new variant is exported with no edit here
 __all__ = [
+    "CONVOLUTIONS",
+    "FEATURE_MAPS",
     "SYNTHESIZERS",
-    "DenseSynthesizer",
-    "DotProductSynthesizer",
-    "FactorizedDenseSynthesizer",
-    "FactorizedRandomSynthesizer",
-    "FixedRandomSynthesizer",
-    "PairwiseDotProductSynthesizer",
+    "LengthBoundSynthesizer",
     "Positions",
-    "RandomSynthesizer",
-    "SymmetricDotProductSynthesizer",
     "SynthesizedLogits",
     "Synthesizer",
     "combine_logits",
+    *(cls.__name__ for cls in SYNTHESIZERS.values()),
 ]

@@ -113,14 +113,6 @@ def _layer_list(specs: Sequence[str], layer_spec: str) -> str:
     return f"layer{'s' if len(indices) > 1 else ''} {', '.join(indices)}"
 
 
-def _components(config: SynthesizerConfig, stacks: str = "all") -> set[str]:
-    """Synthesizing functions used by the encoder ("encoder"), or by every self-attention stack ("all")."""
-    found = {c for layer in config.layer_attention_types() for c in layer}
-    if stacks == "all" and getattr(config, "is_encoder_decoder", False):
-        found |= {c for layer in config.layer_attention_types(decoder=True) for c in layer}
-    return found
-
-
 def _kind(components: set[str]) -> str:
     if not components & TOKEN_KEY_COMPONENTS:
         return "a *pure* synthesizer (attention weights without any token-token dot product)"
@@ -135,10 +127,10 @@ def _spec_text(spec: str | list[str]) -> str:
 
 def variant_summary(config: SynthesizerConfig) -> str:
     """One sentence on what the attention of this checkpoint is."""
-    encoder = f"`{_spec_text(config.attention_type)}`, {_kind(_components(config, 'encoder'))}"
+    encoder = f"`{_spec_text(config.attention_type)}`, {_kind(set(config.components_in_use(decoder=False)))}"
     if not getattr(config, "is_encoder_decoder", False):
         return f"attention {encoder}."
-    decoder_components = {c for layer in config.layer_attention_types(decoder=True) for c in layer}
+    decoder_components = set(config.components_in_use(encoder=False))
     decoder = f"`{_spec_text(config.decoder_attention_type)}`, {_kind(decoder_components)}"
     return f"encoder self-attention {encoder}; decoder self-attention {decoder}."
 
@@ -166,7 +158,9 @@ def details_table(config: SynthesizerConfig, num_parameters: int) -> str:
         ("Max positions", str(config.max_position_embeddings)),
         ("Vocabulary", f"{config.vocab_size:,}"),
     ]
-    for name in sorted(_components(config)):  # the sizes each synthesizer in use reads, from the registry
+    for name in sorted(
+        config.components_in_use()
+    ):  # the sizes each synthesizer in use reads, from the registry
         synthesizer = SYNTHESIZERS[name]
         for field in synthesizer.config_fields:
             if field != "synthesizer_length":  # in the table already
@@ -305,8 +299,8 @@ def usage_snippet(config: SynthesizerConfig, repo_id: str) -> str:
 
 def limitations(config: SynthesizerConfig, num_parameters: int, run_info: Mapping[str, Any] | None) -> str:
     """Intended use and the limits that follow from the variant, the size and the data."""
-    components = _components(config)
-    encoder_components = _components(config, "encoder")
+    components = set(config.components_in_use())
+    encoder_components = set(config.components_in_use(decoder=False))
     items = [
         "Research checkpoint for studying synthesized attention (Tay et al., 2020) and for testing "
         "pipelines; it is not a general-purpose English encoder and is not meant for decisions about people."
@@ -383,7 +377,7 @@ def check_results_provenance(model_dir: Path, results: Sequence[tuple[Path, Mapp
 
 
 def _tags(config: SynthesizerConfig) -> str:
-    tags = ["synthesizer", "custom_code", *sorted(_components(config))]
+    tags = ["synthesizer", "custom_code", *sorted(config.components_in_use())]
     return "\n".join(f"- {tag}" for tag in tags)
 
 

@@ -13,7 +13,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from synthesizer_hf.bert_warm_start import from_bert, longest_input
+from synthesizer_hf.bert_warm_start import from_bert
 from synthesizer_hf.configuration_synthesizer import SynthesizerConfig, parse_attention_type
 from synthesizer_hf.modeling_synthesizer import (
     SynthesizerForMultipleChoice,
@@ -163,7 +163,7 @@ def check_max_seq_length(config: PretrainedConfig, max_seq_length: int) -> None:
                 f"({config.max_position_embeddings}): pass --max_seq_length {config.max_position_embeddings} or less."
             )
         return
-    limit = longest_input(config)
+    limit = config.longest_input()
     if max_seq_length > limit:
         raise ValueError(
             f"--max_seq_length {max_seq_length} exceeds the longest input of the model, {limit} tokens "

@@ -480,26 +480,32 @@ class StepTimer(TrainerCallback):
 
 
 class PeakMemory(TrainerCallback):
-    """Peak resident memory of the process during training (a thread samples it every 10 ms): the whole
-    process, data and framework included, so compare it between the runs of one study only."""
+    """Peak resident memory of the process during training (sampled at the start, every 10 ms by a thread, and at
+    the end, so that a run shorter than one interval still records it): the whole process, data and framework
+    included, so compare it between the runs of one study only."""
 
     def __init__(self) -> None:
         self.peak_bytes = 0
+        self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
-        process = psutil.Process()
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    def _sample_until_stopped(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+            self._sample()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._sample()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
         self._thread.start()
 
     def on_train_end(self, args, state, control, **kwargs):
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 @torch.no_grad()
