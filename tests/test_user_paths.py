@@ -215,6 +215,7 @@ def test_the_card_names_the_corpus_it_was_pretrained_on():
     assert corpus_limitation([]) is None
 
 
+@pytest.mark.slow
 def test_a_truncated_submission_warns(workdir, mlm_dir, task_data, caplog):
     with caplog.at_level(logging.WARNING, logger="synthesizer_tools"):
         run_glue("--tasks", "sst2", "--data_dir", str(task_data), "--model_name_or_path", str(mlm_dir),

@@ -80,7 +80,7 @@ def study_file(tmp_path: Path, bert: Path, **changes) -> Path:
             "train_files": ["{data_dir}/wikitext-2/train.txt.gz"],
             "validation_files": ["{data_dir}/wikitext-2/valid.txt"],
             "max_seq_length": 32, "max_steps": 2, "per_device_train_batch_size": 4, "eval_steps": 2,
-            "save_steps": 1, "max_eval_samples": 4, "disable_tqdm": True,
+            "save_steps": 1, "max_eval_samples": 4, "logging_steps": 1, "disable_tqdm": True,
         },
         "finetuning": {
             "max_seq_length": 32, "max_train_samples": 12, "max_eval_samples": 8, "num_train_epochs": 1,
@@ -138,6 +138,12 @@ def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a
     assert "--init_from_bert" in record["command"] and "--learning_rate" in record["command"]
     adapted = json.loads((output / "adapted_models/random+dot/run_info.json").read_text())
     assert adapted["train_steps"] == 2
+    # The adaptation's record outlives its checkpoint: metrics and learning curve, which the plot draws.
+    record = summary["adaptation"]["random+dot"]
+    assert "scripts/pretrain_mlm.py" in record["command"] and record["metrics"]["eval_loss"] > 0
+    assert [entry["step"] for entry in record["log_history"] if "loss" in entry] == [1, 2]
+    for name in ("scores_adapted", "scores_converted", "adaptation"):
+        assert (output / f"{name}.png").is_file()
 
     table = summary["table"]
     assert table["adapted"]["dot"]["rte"]["seeds"] == 2 and table["adapted"]["dot"]["rte"]["sd"] is not None

@@ -378,24 +378,38 @@ def resolved(run: StudyRun, output_dir: Path) -> StudyRun:
 
 
 def execute(run: StudyRun, data_dir: str | Path, output_dir: Path) -> None:
-    """Run the script's workflow in this process and record the study's view of the run beside it."""
+    """Run the script's workflow in this process and record the study's view of the run: beside a fine-tuning
+    run's files, and for an adaptation in `adaptation/<variant>.json` (its metrics and learning curve), since
+    the adapted checkpoints themselves are not kept with the records."""
     arguments = run.parse(data_dir, output_dir)
+    record = {
+        "name": run.name,
+        "kind": run.kind,
+        "stage": run.stage,
+        "variant": run.variant,
+        "task": run.task,
+        "seed": run.seed,
+        "command": arguments.command,
+    }
     if run.script == "pretrain_mlm":
-        run_pretraining(arguments)
+        record["metrics"] = run_pretraining(arguments)
+        record["log_history"] = latest_log_history(output_dir / run.name)
+        write_json(adaptation_record(output_dir, run.variant), record)
     else:
         run_tasks(arguments)
-    write_json(
-        output_dir / run.name / STUDY_RUN_FILE,
-        {
-            "name": run.name,
-            "kind": run.kind,
-            "stage": run.stage,
-            "variant": run.variant,
-            "task": run.task,
-            "seed": run.seed,
-            "command": arguments.command,
-        },
+        write_json(output_dir / run.name / STUDY_RUN_FILE, record)
+
+
+def adaptation_record(output_dir: Path, variant: str) -> Path:
+    return output_dir / "adaptation" / f"{variant}.json"
+
+
+def latest_log_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The Trainer's log (losses by step) from the newest checkpoint of a run, [] without one."""
+    states = sorted(
+        run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])
     )
+    return read_json(states[-1])["log_history"] if states else []
 
 
 def identical_selection_run(study: WarmStartStudy, run: StudyRun, output_dir: Path) -> Path | None:
@@ -647,8 +661,7 @@ def write_report(study: WarmStartStudy, output_dir: Path) -> dict[str, Any]:
         "study": study.name,
         "selection": read_json(output_dir / SELECTION_FILE),
         "adaptation": {
-            run.variant: read_json(output_dir / run.name / EVAL_RESULTS_FILE)
-            for run in adaptation_runs(study)
+            variant: read_json(adaptation_record(output_dir, variant)) for variant in study.variants
         },
         "runs": records,
         "table": table,
@@ -657,7 +670,64 @@ def write_report(study: WarmStartStudy, output_dir: Path) -> dict[str, Any]:
     write_json(output_dir / "results.json", summary)
     (output_dir / "tables.md").write_text(tables, encoding="utf-8")
     summary["tables"] = tables
+    summary["plots"] = [str(path) for path in make_plots(study, table, summary["adaptation"], output_dir)]
     return summary
+
+
+def make_plots(
+    study: WarmStartStudy,
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    adaptation: Mapping[str, Mapping[str, Any] | None],
+    output_dir: Path,
+) -> list[Path]:
+    """`scores_<stage>.png` (each task's mean score per variant, sd as error bars) and `adaptation.png` (the
+    masked-LM loss of each variant's adaptation by step). Needs matplotlib (the `[plots]` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for stage, rows in table.items():
+        tasks = [task for task in study.tasks if any(task in row for row in rows.values())]
+        variants = [variant for variant in study.variants if variant in rows]
+        figure, axes = plt.subplots(figsize=(max(6, 1.1 * len(tasks) * len(variants) / 3), 4))
+        width = 0.8 / len(variants)
+        for index, variant in enumerate(variants):
+            cells = [rows[variant].get(task) for task in tasks]
+            axes.bar(
+                [t + index * width for t in range(len(tasks))],
+                [cell["mean"] if cell else 0 for cell in cells],
+                width,
+                yerr=[(cell["sd"] or 0) if cell else 0 for cell in cells],
+                label=variant,
+            )
+        axes.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks)
+        axes.set_ylabel("dev score (x100)")
+        axes.set_title(f"{study.name}: {STAGE_TITLES[stage]}", fontsize=9)
+        axes.legend(fontsize=7, ncol=3)
+        paths.append(save_figure(figure, output_dir / f"scores_{stage}.png"))
+    curves = {variant: record["log_history"] for variant, record in adaptation.items() if record}
+    if curves:
+        figure, axes = plt.subplots(figsize=(6, 4))
+        for variant, history in curves.items():
+            points = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+            axes.plot(*zip(*points), label=variant)
+        axes.set_xlabel("step")
+        axes.set_ylabel("masked-LM training loss")
+        axes.set_title(f"{study.name}: adaptation", fontsize=9)
+        axes.legend(fontsize=7)
+        paths.append(save_figure(figure, output_dir / "adaptation.png"))
+    return paths
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 __all__ = [
