@@ -31,8 +31,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from transformers import TrainingArguments
 
 from synthesizer_tools.arguments import ScriptArgumentParser, flags_not_of, given_training_arguments
+from synthesizer_tools.records import command_line
 from synthesizer_tools.studies import load_study_config, run_study
-from synthesizer_tools.warm_start_study import load_warm_start_study, run_warm_start_study
+from synthesizer_tools.warm_start_study import (
+    load_warm_start_study,
+    run_warm_start_study,
+    write_hub_folders,
+)
 
 
 @dataclass
@@ -46,6 +51,13 @@ class StudyArguments:
     smoke: bool = field(default=False, metadata={"help": "Apply the config's tiny `smoke` overrides."})
     max_runs: int | None = field(
         default=None, metadata={"help": "warm_start studies: run at most this many runs, then report."}
+    )
+    hub_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "warm_start studies: write a Hub-ready folder per adapted variant here (model, code, "
+            "tokenizer, a card with its measured results), re-adapting where the checkpoint is gone."
+        },
     )
 
 
@@ -71,10 +83,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(
                 "a warm_start study takes its settings from its file: no Trainer flags, no --smoke"
             )
-        summary = run_warm_start_study(
-            load_warm_start_study(study.config), study.data_dir, output_dir, limit=study.max_runs
-        )
+        plan = load_warm_start_study(study.config)
+        summary = run_warm_start_study(plan, study.data_dir, output_dir, limit=study.max_runs)
         print(summary["tables"])
+        if study.hub_dir:
+            command = command_line(sys.argv[1:] if argv is None else argv, "scripts/run_study.py")
+            for folder in write_hub_folders(plan, study.data_dir, output_dir, study.hub_dir, command):
+                print(f"Hub folder: {folder}")
         return
     config = load_study_config(study.config, smoke=study.smoke)
     summary = run_study(config, study.data_dir, output_dir, train_overrides=overrides)

@@ -23,6 +23,7 @@ from synthesizer_tools.warm_start_study import (
     StudyFileError,
     load_warm_start_study,
     run_warm_start_study,
+    write_hub_folders,
 )
 
 WORDS = [f"word{i}" for i in range(15)]
@@ -157,6 +158,18 @@ def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a
     shutil.rmtree(output / "adapted_models")
     rerun = run_warm_start_study(study, data_dir, output)
     assert executed == [] and rerun["table"] == json.loads(json.dumps(table))
+
+    # One command rebuilds each adapted checkpoint (adapting again where it is gone) as a Hub folder whose card
+    # carries the variant's measured results.
+    folders = write_hub_folders(
+        study, data_dir, output, tmp_path / "hub", command="python scripts/run_study.py x"
+    )
+    assert executed == ["adapted_models/dot", "adapted_models/random+dot"]
+    card = (folders[1] / "README.md").read_text()
+    assert "random+dot" in card and "| rte |" in card and "python scripts/run_study.py x" in card
+    config = json.loads((folders[1] / "config.json").read_text())
+    assert "AutoModelForSequenceClassification" in config["auto_map"]
+    assert (folders[1] / "model.safetensors").is_file() and (folders[1] / "tokenizer.json").is_file()
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
 
 from .arguments import parse_finetuning_arguments, parse_pretraining_arguments
 from .finetuning import run_tasks
+from .model_card import prepare_hub_folder
 from .pretraining import run_pretraining
 from .records import EVAL_RESULTS_FILE, SUMMARY_FILE, environment_info, read_json, write_json
 from .tasks import get_task
@@ -730,6 +731,65 @@ def save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
+def write_hub_folders(
+    study: WarmStartStudy,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    hub_dir: str | Path,
+    command: str | None = None,
+) -> list[Path]:
+    """One Hub-ready folder per variant's adapted checkpoint (`prepare_hub_folder`: safetensors, config with
+    `auto_map`, the model code, tokenizer), its card carrying the variant's measured GLUE/SuperGLUE results
+    (the adapted stage's means over seeds, `study_results.json`). An adaptation whose checkpoint is gone is
+    run again first (its seed and data are fixed). `command`: the study command the cards quote."""
+    output_dir, hub_dir = Path(output_dir), Path(hub_dir)
+    table = summarize(collect_results(study, output_dir)).get("adapted", {})
+    folders = []
+    for run in adaptation_runs(study):
+        run = resolved(run, output_dir)
+        if not run.is_done(output_dir):
+            execute(run, data_dir, output_dir)
+        model_dir = output_dir / run.name
+        results = variant_results(study, output_dir, run.variant, table.get(run.variant, {}))
+        results["command"] = command
+        results["model_dir"] = str(model_dir.resolve())
+        write_json(model_dir / "study_results.json", results)
+        folders.append(
+            prepare_hub_folder(
+                model_dir,
+                hub_dir / run.variant,
+                results=[model_dir / "study_results.json"],
+                repo_id=f"synthesizer-{run.variant.replace('+', '-')}-{study.bert}-adapted",
+                overwrite=True,
+            )
+        )
+    return folders
+
+
+def variant_results(
+    study: WarmStartStudy, output_dir: Path, variant: str, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A run_glue-style summary of one variant's adapted runs: each task's metrics and score, averaged over
+    its seeds, and the benchmark averages of the study's table."""
+    metrics: dict[str, list[Mapping[str, float]]] = defaultdict(list)
+    for record in collect_results(study, output_dir):
+        if record["stage"] == "adapted" and record["variant"] == variant:
+            metrics[record["task"]].append(record["metrics"])
+    tasks = {
+        task: {
+            key: statistics.fmean(run[key] for run in runs)
+            for key, value in runs[0].items()
+            if isinstance(value, float) and all(key in run for run in runs)
+        }
+        for task, runs in metrics.items()
+    }
+    scores = {task: row[task]["mean"] / 100 for task in tasks if task in row}
+    scores.update(
+        {key: row[key]["mean"] / 100 for key in ("glue_average", "superglue_average") if key in row}
+    )
+    return {"tasks": tasks, "scores": scores, "seeds": {task: len(runs) for task, runs in metrics.items()}}
+
+
 __all__ = [
     "Selection",
     "StudyFileError",
@@ -737,5 +797,6 @@ __all__ = [
     "WarmStartStudy",
     "load_warm_start_study",
     "run_warm_start_study",
+    "write_hub_folders",
     "write_report",
 ]
