@@ -244,6 +244,25 @@ def test_trainer_trains_a_classification_head(tmp_path):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
 
 
+@pytest.mark.parametrize("head", [SynthesizerForCausalLM, SynthesizerForMaskedLM])
+def test_trainer_evaluation_reports_the_loss_of_a_language_model(tmp_path, head):
+    """The Trainer computes an evaluation loss only when every label name it finds in `forward`'s signature is
+    in the batch: a named `shift_labels` parameter would leave causal LMs without one."""
+    from datasets import Dataset
+
+    ids = torch.randint(5, 99, (8, 12))
+    dataset = Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=4,
+        prediction_loss_only=True,
+        report_to=[],
+        use_cpu=True,
+    )
+    metrics = Trainer(model=head(tiny_config("random")), args=args).evaluate(dataset)
+    assert metrics["eval_loss"] > 0
+
+
 def test_automodel_builds_from_config():
     model = AutoModel.from_config(tiny_config("dense"))
     assert type(model) is SynthesizerModel

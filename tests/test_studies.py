@@ -95,6 +95,23 @@ def test_mlm_study_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_causal_lm_study_end_to_end(tmp_path):
+    """The `causal_lm` objective: decoders of two variants train, evaluate (perplexity) and are tabulated."""
+    write_corpus(tmp_path / "data")
+    config = {
+        "name": "clm_tiny", "objective": "causal_lm", "variants": ["dot", "random"], "seeds": [0],
+        "vocab_size": 120, "max_length": 16,
+        "model": {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32},
+        "train": {"max_steps": 2, "eval_steps": 2, "per_device_train_batch_size": 4},
+        "datasets": {"wikitext2": {"eval_blocks": 4}},
+    }  # fmt: skip
+    summary = run_study(config, tmp_path / "data", tmp_path / "out")
+    assert [row["variant"] for row in summary["rows"]] == ["dot", "random"]
+    record = json.loads((tmp_path / "out" / "runs" / "wikitext2__random__seed0.json").read_text())
+    assert record["train_steps"] == 2 and record["metrics"]["perplexity"] > 1
+
+
+@pytest.mark.slow
 def test_glue_study_fine_tunes_the_saved_models_of_its_pretraining_study(tmp_path):
     """The `glue` objective end to end: an MLM study saves its models, the GLUE study fine-tunes each one."""
     data = tmp_path / "data"

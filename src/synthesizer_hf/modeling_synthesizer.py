@@ -1198,11 +1198,14 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         logits_to_keep: int = 0,
         past_key_values: Cache | None = None,
-        shift_labels: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithCrossAttentions:
-        """`labels` are shifted inside (token t predicts t + 1); `shift_labels`, if given, are the targets
-        already aligned with the logits, as sequence and context parallelism pass them, and take precedence."""
+        """`labels` are shifted inside (token t predicts t + 1); `shift_labels` (a keyword argument), if given,
+        are the targets already aligned with the logits, as sequence and context parallelism pass them, and take
+        precedence. It is not a named parameter, as in transformers' own causal LMs: the Trainer takes every
+        named `*label*` parameter for a label it must find in each batch, and computes no evaluation loss
+        without it."""
+        shift_labels = kwargs.pop("shift_labels", None)
         outputs = self.synthesizer(
             input_ids,
             attention_mask=attention_mask,
