@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache
 
+from .compat import length_after_crop
+
 
 class ValueOnlyDynamicLayer(DynamicLayer):
     """A `DynamicLayer` that stores values only; its keys are a zero view of the values' shape."""
@@ -41,11 +43,9 @@ class ValueOnlyDynamicLayer(DynamicLayer):
         self.values, self.is_initialized = None, False
 
     def crop(self, length: int) -> None:
-        """Drop the last `-length` tokens when negative (transformers >= 5.24 passes only that), keep the first
-        `length` when positive (earlier releases' `max_length`); 0 removes nothing."""
-        if not self.is_initialized or length == 0:
-            return
-        self.values = self.values[..., : length if length > 0 else self.get_seq_length() + length, :]
+        """Drop tokens as `DynamicLayer.crop` does on the installed release (`compat.length_after_crop`)."""
+        if self.is_initialized:
+            self.values = self.values[..., : length_after_crop(length, self.get_seq_length()), :]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         if self.get_seq_length() > 0:

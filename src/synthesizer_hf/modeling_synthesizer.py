@@ -10,7 +10,6 @@ Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional
 `SynthesizerDecoder` the causal stack (with dot-product cross-attention in the encoder-decoder).
 """
 
-import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -42,6 +41,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .biased_attention import biased_attention, uses_biased_attention
 from .caching import update_value_only
+from .compat import CACHE_ARGUMENT, accepts_old_cache_name, output_cache
 from .configuration_synthesizer import SynthesizerConfig
 from .synthesizers import (
     SYNTHESIZERS,
@@ -51,25 +51,6 @@ from .synthesizers import (
     combine_logits,
     split_heads,
 )
-
-# transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache` (the old name is a
-# deprecated alias there, unknown to a GradientCheckpointingLayer); earlier 5.x releases know only the old one.
-# Forward methods accept both names; outputs and layer calls use the installed release's name.
-CACHE_ARGUMENT = (
-    "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
-)
-
-
-def select_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
-    """The cache passed under either name (`cache`, or `past_key_values` as before transformers 5.24)."""
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("Pass the cache once: `cache` and `past_key_values` name the same argument.")
-    return cache if cache is not None else past_key_values
-
-
-def output_cache(outputs) -> Cache | None:
-    """The cache of a model output, read under the installed release's field name (no deprecation warning)."""
-    return getattr(outputs, CACHE_ARGUMENT)
 
 
 def eager_attention_forward(
@@ -482,6 +463,7 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    @accepts_old_cache_name
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -491,12 +473,8 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        # The cache arrives under the installed release's name (`CACHE_ARGUMENT`), which is the one that
-        # gradient checkpointing clears.
-        cache = select_cache(cache, past_key_values)
         attended, _ = self.self_attn(
             hidden_states, attention_mask, positions, key_padding_mask, cache, **kwargs
         )
@@ -765,6 +743,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -775,10 +754,8 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
-        cache = select_cache(cache, past_key_values)
         if use_cache and cache is None:
             cache_config = self.config.get_text_config(decoder=True)
             cache = (
@@ -1139,6 +1116,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1149,7 +1127,6 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int = 0,
-        past_key_values: Cache | None = None,
         shift_labels: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithCrossAttentions:
@@ -1160,7 +1137,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -1223,6 +1200,7 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
         return self.encoder
 
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1234,7 +1212,6 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         if encoder_outputs is None:
@@ -1253,7 +1230,7 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
             inputs_embeds=decoder_inputs_embeds,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -1329,6 +1306,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
 
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1341,7 +1319,6 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -1352,7 +1329,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
