@@ -374,7 +374,15 @@ class SynthesizerSelfAttention(nn.Module):
                 output, weights = attention_interface(
                     self, query, key, value, attention_mask, dropout=dropout, scaling=1.0, **kwargs
                 )
-        return output[..., : self.value.out_features // self.num_heads].reshape(batch, length, -1), weights
+        value_width = self.value.out_features // self.num_heads
+        if output.shape[-1] != value_width:  # zero value features added by `equal_widths`
+            output = output[..., :value_width]
+        if torch.compiler.is_exporting():
+            # torch.export traces SDPA with a mask that needs a gradient (outside no_grad) as a kernel whose output
+            # is already laid out [batch, q, heads, d], then decomposes it into one that is not: a view traced on
+            # the first fails on the second. A copy holds on both.
+            output = output.clone(memory_format=torch.contiguous_format)
+        return output.reshape(batch, length, -1), weights
 
 
 def equal_widths(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
