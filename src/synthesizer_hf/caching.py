@@ -9,7 +9,7 @@ reads a transformers `Cache` (generation, beam search, assisted decoding, croppi
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache, StaticLayer
 
 from .compat import length_after_crop
 
@@ -85,6 +85,17 @@ def update_value_only(cache: Cache, value: torch.Tensor, layer_idx: int) -> torc
         cache.layers[layer_idx] = ValueOnlyDynamicLayer()
     _, values = cache.update(value.new_zeros(()).expand(value.shape), value, layer_idx)
     return values
+
+
+def static_key_slots(cache: Cache | None) -> int | None:
+    """The fixed number of key slots of a static self-attention cache (its `max_cache_len`: the keys and values
+    it returns have that length, the slots after the tokens seen so far unwritten); None for a growing cache."""
+    if isinstance(cache, EncoderDecoderCache):
+        cache = cache.self_attention_cache
+    layers = getattr(cache, "layers", None) or []
+    if layers and isinstance(layers[0], StaticLayer) and not getattr(layers[0], "is_sliding", False):
+        return layers[0].max_cache_len
+    return None
 
 
 def cache_storage_bytes(cache: Cache) -> int:
