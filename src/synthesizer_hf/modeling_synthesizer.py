@@ -1301,9 +1301,6 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
         self.encoder.set_input_embeddings(value)
         self.decoder.set_input_embeddings(value)
 
-    def get_encoder(self):
-        return self.encoder
-
     @can_return_tuple
     @accepts_old_cache_name
     def forward(
@@ -1397,9 +1394,6 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
-
-    def get_encoder(self):
-        return self.model.encoder
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.shift_right(labels)
