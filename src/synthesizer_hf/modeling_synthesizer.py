@@ -156,6 +156,7 @@ def additive_attention_mask(
     if sequence_ids is not None:
         same = sequence_ids[:, None, -query_length:, None] == sequence_ids[:, None, None, :]
         allowed = same if allowed is None else allowed & same
+    # one query over every key before it needs no mask; several queries, or slots after the query, do
     if causal and (query_length > 1 or not isinstance(past_length, int) or key_length > past_length + 1):
         rows = (torch.arange(query_length, device=device) + past_length)[:, None]
         causal_allowed = torch.arange(key_length, device=device)[None, :] <= rows
@@ -638,9 +639,8 @@ def compute_positions(
         mask = attention_mask.long()
         if torch.compiler.is_compiling() or bool((mask[:, 1:] > mask[:, :-1]).any()):  # a token after padding
             key_positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    if (
-        static
-    ):  # the slots of the current tokens in the cache: past_length, ..., past_length + query_length - 1
+    if static:
+        # the slots of the current tokens in the cache: past_length, ..., past_length + query_length - 1
         slots = torch.arange(query_length, device=device) + (
             past_length if isinstance(past_length, int) else past_length.reshape(-1).to(device)
         )
@@ -806,9 +806,8 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
 class SynthesizerDecoder(SynthesizerPreTrainedModel):
     """Causal Synthesizer stack: the causal LM on its own, the decoder (with cross-attention) in seq2seq."""
 
-    _can_compile_fullgraph = (
-        True  # static caches: tensor positions, fixed mask shapes (tests/test_static_cache.py)
-    )
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
 
     _can_record_outputs = {
         "hidden_states": SynthesizerLayer,
@@ -1197,9 +1196,8 @@ class SynthesizerForQuestionAnswering(SynthesizerPreTrainedModel):
 class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
     """Decoder-only Synthesizer LM (the paper's LM1B setting). Labels are shifted inside, as in GPT-2."""
 
-    _can_compile_fullgraph = (
-        True  # static caches: tensor positions, fixed mask shapes (tests/test_static_cache.py)
-    )
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
 
     _tied_weights_keys = {"lm_head.weight": "synthesizer.embeddings.word_embeddings.weight"}
 
@@ -1274,9 +1272,8 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
     with `attention_type` and a `SynthesizerDecoder` with `decoder_attention_type` and dot-product
     cross-attention. Returns the decoder states and the encoder outputs."""
 
-    _can_compile_fullgraph = (
-        True  # static caches: tensor positions, fixed mask shapes (tests/test_static_cache.py)
-    )
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
 
     base_model_prefix = "model"  # what the LM head calls it, so that either loads the other's checkpoint
     _tied_weights_keys = {
@@ -1357,9 +1354,8 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
     inputs are the labels shifted right, as in T5/BART).
     """
 
-    _can_compile_fullgraph = (
-        True  # static caches: tensor positions, fixed mask shapes (tests/test_static_cache.py)
-    )
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
 
     base_model_prefix = "model"
     _tied_weights_keys = {
