@@ -1,12 +1,9 @@
 """Causal LM and encoder-decoder: no future leakage, cached == uncached, left padding, generation, training."""
 
-import logging
-import warnings
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
+from transformers import EncoderDecoderCache, GenerationConfig
 
 from helpers import ALL_VARIANTS, tiny_config
 from synthesizer_hf import (
@@ -16,7 +13,7 @@ from synthesizer_hf import (
     SynthesizerSeq2SeqModel,
 )
 from synthesizer_hf.caching import cache_storage_bytes
-from synthesizer_hf.modeling_synthesizer import output_cache
+from synthesizer_hf.compat import output_cache
 
 
 def causal_lm(variant, **overrides):
@@ -95,39 +92,6 @@ def test_generate_with_cache_equals_without(variant):
     assert torch.equal(cached.sequences, uncached)
     # generation really decoded from the cache (a model that ignored it would still match, recomputing)
     assert output_cache(cached).get_seq_length() == 11
-
-
-def test_the_cache_is_taken_under_its_old_and_new_names(monkeypatch):
-    """transformers 5.24 passes `cache=`; earlier 5.x releases and existing user code pass `past_key_values=`."""
-    model = causal_lm("random+dot")
-    ids = torch.randint(3, 99, (2, 6))
-    with torch.no_grad():
-        full = model(ids).logits
-        prefix_cache = output_cache(model(ids[:, :5], use_cache=True))
-        new_name = model(ids[:, 5:], cache=prefix_cache, use_cache=True).logits
-        prefix_cache = output_cache(model(ids[:, :5], use_cache=True))
-        old_name = model(ids[:, 5:], past_key_values=prefix_cache, use_cache=True).logits
-        with pytest.raises(ValueError, match="Pass the cache once"):
-            model(ids[:, 5:], cache=prefix_cache, past_key_values=DynamicCache(), use_cache=True)
-        # transformers warns once per process (`Logger.warning_once`), so record the calls themselves
-        messages = []
-        for method in ("warning", "warning_once"):
-            monkeypatch.setattr(logging.Logger, method, lambda self, msg, *a, **k: messages.append(str(msg)))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            output = model.generate(
-                ids,
-                max_new_tokens=3,
-                do_sample=False,
-                pad_token_id=0,
-                eos_token_id=None,
-                return_dict_in_generate=True,
-            )
-            output_cache(output)
-    torch.testing.assert_close(new_name, full[:, 5:], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(old_name, full[:, 5:], atol=1e-5, rtol=1e-5)
-    messages += [str(w.message) for w in caught]
-    assert not [m for m in messages if "deprecat" in m.lower()], messages
 
 
 @pytest.mark.parametrize("variant", ["random", "dense", "factorized_random+dot", "factorized_dense"])

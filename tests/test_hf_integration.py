@@ -181,6 +181,7 @@ CORE_MODULES = [
     "",
     ".biased_attention",
     ".caching",
+    ".compat",
     ".configuration_synthesizer",
     ".modeling_synthesizer",
     ".synthesizers",

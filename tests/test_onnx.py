@@ -1,5 +1,6 @@
 """ONNX export of the encoder heads (`torch.onnx.export(..., dynamo=True)`), checked against onnxruntime on CPU:
-every variant, a dynamic batch and length 1 to L, padding; the script; what does not export."""
+every variant, a dynamic batch and length 1 to L, padding; the script; plain `torch.onnx.export` with or without
+`no_grad`; what does not export."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from helpers import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
 from synthesizer_hf import (
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,
+    SynthesizerForQuestionAnswering,
     SynthesizerForSequenceClassification,
+    SynthesizerForTokenClassification,
     SynthesizerModel,
 )
 
@@ -116,6 +119,57 @@ def test_the_script_exports_a_saved_classifier_and_checks_it(tmp_path, capsys):
     import onnx
 
     assert onnx.load(str(path)).opset_import[0].version == 18
+
+
+def export_plainly(model, no_grad: bool):
+    """`torch.onnx.export(model, (ids, mask), dynamo=True, dynamic_shapes=...)` as PyTorch's tutorials call it,
+    inside `torch.no_grad()` or not; returns the ONNX program, which runs on onnxruntime when called."""
+    ids = torch.randint(5, 99, (2, 8))
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0
+    dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("sequence", min=1, max=L)}
+    with torch.set_grad_enabled(not no_grad):
+        return torch.onnx.export(model, (ids, mask), dynamo=True, dynamic_shapes=(dims, dims), verbose=False)
+
+
+def assert_program_matches(model, program, shapes=((3, 5), (1, L))) -> None:
+    for batch, length in shapes:
+        feed = inputs(batch, length)
+        with torch.no_grad():
+            expected = [
+                t
+                for t in model(feed["input_ids"], feed["attention_mask"], return_dict=False)
+                if t is not None
+            ]
+        got = program(feed["input_ids"], feed["attention_mask"])
+        assert len(got) == len(expected)
+        for value, reference in zip(got, expected):
+            torch.testing.assert_close(value, reference, atol=1e-4, rtol=0, msg=f"{batch}x{length}")
+
+
+ENCODER_HEADS = [
+    SynthesizerModel,
+    SynthesizerForMaskedLM,
+    SynthesizerForSequenceClassification,
+    SynthesizerForTokenClassification,
+    SynthesizerForQuestionAnswering,
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_grad", [True, False], ids=["no_grad", "grad_enabled"])
+@pytest.mark.parametrize("head", ENCODER_HEADS, ids=lambda head: head.__name__)
+def test_every_encoder_head_exports_with_plain_torch_onnx_export(head, no_grad):
+    """Outside `no_grad`, a trainable bias (random+dot) reaches SDPA as a mask that needs a gradient, which the
+    exporter traces and decomposes with two different output layouts; the layer's output must hold on both."""
+    model = head(tiny_config(["random+dot", "factorized_dense"])).eval()
+    assert_program_matches(model, export_plainly(model, no_grad))
+
+
+@pytest.mark.slow
+def test_every_variant_exports_with_plain_torch_onnx_export_outside_no_grad():
+    model = SynthesizerForMaskedLM(tiny_config(ALL_VARIANTS, num_hidden_layers=len(ALL_VARIANTS))).eval()
+    assert_program_matches(model, export_plainly(model, no_grad=False))
 
 
 def test_what_does_not_export_says_why(tmp_path):

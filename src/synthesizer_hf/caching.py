@@ -9,7 +9,9 @@ reads a transformers `Cache` (generation, beam search, assisted decoding, croppi
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache, StaticLayer
+
+from .compat import length_after_crop
 
 
 class ValueOnlyDynamicLayer(DynamicLayer):
@@ -41,11 +43,9 @@ class ValueOnlyDynamicLayer(DynamicLayer):
         self.values, self.is_initialized = None, False
 
     def crop(self, length: int) -> None:
-        """Drop the last `-length` tokens when negative (transformers >= 5.24 passes only that), keep the first
-        `length` when positive (earlier releases' `max_length`); 0 removes nothing."""
-        if not self.is_initialized or length == 0:
-            return
-        self.values = self.values[..., : length if length > 0 else self.get_seq_length() + length, :]
+        """Drop tokens as `DynamicLayer.crop` does on the installed release (`compat.length_after_crop`)."""
+        if self.is_initialized:
+            self.values = self.values[..., : length_after_crop(length, self.get_seq_length()), :]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         if self.get_seq_length() > 0:
@@ -85,6 +85,17 @@ def update_value_only(cache: Cache, value: torch.Tensor, layer_idx: int) -> torc
         cache.layers[layer_idx] = ValueOnlyDynamicLayer()
     _, values = cache.update(value.new_zeros(()).expand(value.shape), value, layer_idx)
     return values
+
+
+def static_key_slots(cache: Cache | None) -> int | None:
+    """The fixed number of key slots of a static self-attention cache (its `max_cache_len`: the keys and values
+    it returns have that length, the slots after the tokens seen so far unwritten); None for a growing cache."""
+    if isinstance(cache, EncoderDecoderCache):
+        cache = cache.self_attention_cache
+    layers = getattr(cache, "layers", None) or []
+    if layers and isinstance(layers[0], StaticLayer) and not getattr(layers[0], "is_sliding", False):
+        return layers[0].max_cache_len
+    return None
 
 
 def cache_storage_bytes(cache: Cache) -> int:

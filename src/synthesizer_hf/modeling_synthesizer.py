@@ -10,7 +10,6 @@ Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional
 `SynthesizerDecoder` the causal stack (with dot-product cross-attention in the encoder-decoder).
 """
 
-import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -41,7 +40,8 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .biased_attention import biased_attention, uses_biased_attention
-from .caching import update_value_only
+from .caching import static_key_slots, update_value_only
+from .compat import CACHE_ARGUMENT, accepts_old_cache_name, output_cache
 from .configuration_synthesizer import SynthesizerConfig
 from .synthesizers import (
     SYNTHESIZERS,
@@ -53,25 +53,6 @@ from .synthesizers import (
 )
 
 logger = logging.get_logger(__name__)
-
-# transformers 5.24 renamed the cache argument and output field `past_key_values` to `cache` (the old name is a
-# deprecated alias there, unknown to a GradientCheckpointingLayer); earlier 5.x releases know only the old one.
-# Forward methods accept both names; outputs and layer calls use the installed release's name.
-CACHE_ARGUMENT = (
-    "cache" if "cache" in {f.name for f in dataclasses.fields(Seq2SeqLMOutput)} else "past_key_values"
-)
-
-
-def select_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
-    """The cache passed under either name (`cache`, or `past_key_values` as before transformers 5.24)."""
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("Pass the cache once: `cache` and `past_key_values` name the same argument.")
-    return cache if cache is not None else past_key_values
-
-
-def output_cache(outputs) -> Cache | None:
-    """The cache of a model output, read under the installed release's field name (no deprecation warning)."""
-    return getattr(outputs, CACHE_ARGUMENT)
 
 
 def eager_attention_forward(
@@ -159,13 +140,17 @@ def additive_attention_mask(
     dtype: torch.dtype,
     device: torch.device,
     sequence_ids: torch.Tensor | None = None,
+    past_length: int | torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """`[batch | 1, 1, q, k]` additive mask (0 = attend, dtype minimum = blocked), or None if nothing is blocked.
 
-    Causality compares sequence indices (query i is the last `query_length` tokens of the keys); with
+    Query i is token `past_length + i` of the keys (by default the last `query_length`; a static cache has more
+    key slots than tokens, the unwritten ones after every query); causality compares those indices. With
     `sequence_ids` (`[batch, k]`, packed sequences) a token attends only within its own sequence.
     Fully padded rows stay finite: their softmax is uniform, never NaN.
     """
+    if past_length is None:
+        past_length = key_length - query_length
     allowed = None
     if padding_mask is not None:
         check_attention_mask(padding_mask, batch_size, key_length)
@@ -173,9 +158,9 @@ def additive_attention_mask(
     if sequence_ids is not None:
         same = sequence_ids[:, None, -query_length:, None] == sequence_ids[:, None, None, :]
         allowed = same if allowed is None else allowed & same
-    if causal and query_length > 1:
-        past = key_length - query_length
-        rows = torch.arange(past, key_length, device=device)[:, None]
+    # one query over every key before it needs no mask; several queries, or slots after the query, do
+    if causal and (query_length > 1 or not isinstance(past_length, int) or key_length > past_length + 1):
+        rows = (torch.arange(query_length, device=device) + past_length)[:, None]
         causal_allowed = torch.arange(key_length, device=device)[None, :] <= rows
         allowed = causal_allowed[None, None] if allowed is None else allowed & causal_allowed
     if allowed is None:
@@ -183,6 +168,22 @@ def additive_attention_mask(
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
         ~allowed, torch.finfo(dtype).min
     )
+
+
+def four_d_mask(attention_mask: torch.Tensor, batch_size: int, query_length: int, key_length: int, dtype):
+    """A caller's `[batch | 1, 1 | heads, q, k]` mask (packed prompts, shared prefixes), bool (True = attend) or
+    additive float, as the additive mask of `dtype` the layers take."""
+    expected = (query_length, key_length)
+    if tuple(attention_mask.shape[-2:]) != expected or attention_mask.shape[0] not in (1, batch_size):
+        raise ValueError(
+            f"A 4D attention_mask must have shape ({batch_size}, 1, {query_length}, {key_length}) (batch, 1, "
+            f"queries, past + current tokens), got {tuple(attention_mask.shape)}."
+        )
+    if attention_mask.dtype == torch.bool:
+        return torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device).masked_fill(
+            ~attention_mask, torch.finfo(dtype).min
+        )
+    return attention_mask.to(dtype).clamp_min(torch.finfo(dtype).min)
 
 
 class SynthesizerEmbeddings(nn.Module):
@@ -225,7 +226,9 @@ class SynthesizerEmbeddings(nn.Module):
             inputs_embeds = self.word_embeddings(input_ids)
         if positions.query is None:
             position_ids = torch.arange(
-                positions.past_length, positions.key_length, device=inputs_embeds.device
+                positions.past_length,
+                positions.past_length + positions.query_length,
+                device=inputs_embeds.device,
             ).unsqueeze(0)
         else:
             position_ids = positions.query
@@ -400,7 +403,15 @@ class SynthesizerSelfAttention(nn.Module):
                 )
         if weights is None:
             warn_if_weights_asked(kwargs)
-        return output[..., : self.value.out_features // self.num_heads].reshape(batch, length, -1), weights
+        value_width = self.value.out_features // self.num_heads
+        if output.shape[-1] != value_width:  # zero value features added by `equal_widths`
+            output = output[..., :value_width]
+        if torch.compiler.is_exporting():
+            # torch.export traces SDPA with a mask that needs a gradient (outside no_grad) as a kernel whose output
+            # is already laid out [batch, q, heads, d], then decomposes it into one that is not: a view traced on
+            # the first fails on the second. A copy holds on both.
+            output = output.clone(memory_format=torch.contiguous_format)
+        return output.reshape(batch, length, -1), weights
 
 
 def warn_if_weights_asked(kwargs: dict) -> None:
@@ -500,6 +511,7 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         self.output_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    @accepts_old_cache_name
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -509,12 +521,8 @@ class SynthesizerLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        # The cache arrives under the installed release's name (`CACHE_ARGUMENT`), which is the one that
-        # gradient checkpointing clears.
-        cache = select_cache(cache, past_key_values)
         attended, _ = self.self_attn(
             hidden_states, attention_mask, positions, key_padding_mask, cache, **kwargs
         )
@@ -615,6 +623,22 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
             }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def create_masks_for_generate(
+        self,
+        config,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        **kwargs,
+    ) -> torch.Tensor | None:
+        """What `generate()` hands the forward pass with a static cache: the 2D padding mask, widened to the
+        cache's fixed number of slots (the ones not yet written blocked), so that every decoding step has the
+        same shapes (no recompilation) while the positions can still count the real tokens. transformers' default
+        would build a 4D mask, from which those positions cannot be read."""
+        slots = static_key_slots(kwargs.get(CACHE_ARGUMENT))  # the cache, under the installed release's name
+        if attention_mask is None or attention_mask.dim() != 2 or slots is None:
+            return attention_mask
+        return nn.functional.pad(attention_mask, (0, slots - attention_mask.shape[-1]))
+
     @torch.no_grad()
     def _init_weights(self, module):
         """Every raw Parameter is initialised here, so `from_pretrained` never leaves uninitialised memory."""
@@ -630,9 +654,11 @@ class SynthesizerPreTrainedModel(PreTrainedModel):
 def compute_positions(
     attention_mask: torch.Tensor | None,
     position_ids: torch.LongTensor | None,
-    past_length: int,
+    past_length: int | torch.Tensor,
     query_length: int,
+    key_length: int,
     causal: bool,
+    device: torch.device | None = None,
 ) -> Positions:
     """Positions of the current queries and all keys.
 
@@ -640,18 +666,27 @@ def compute_positions(
     decoder with padding before a real token (left or inner padding), a token's position otherwise counts only
     the real tokens before it (`cumsum(attention_mask) - 1`), so a padded prompt sees the same synthesized
     rows and position embeddings as the same prompt alone. Encoders use the sequence index, as BERT does.
+    A static cache gives `past_length` as a tensor: the query positions are then a tensor too (no Python
+    integer that would change at every decoding step), and the keys are its `key_length` slots.
     """
-    key_length = past_length + query_length
-    key_positions = None
-    if position_ids is not None and past_length == 0:
+    static = not isinstance(past_length, int) or key_length != past_length + query_length
+    key_positions, slots = None, None
+    if position_ids is not None and not static and past_length == 0:
         key_positions = position_ids
-    elif causal and attention_mask is not None:
+    elif causal and attention_mask is not None and attention_mask.dim() == 2:
         mask = attention_mask.long()
         if torch.compiler.is_compiling() or bool((mask[:, 1:] > mask[:, :-1]).any()):  # a token after padding
             key_positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    if position_ids is None and key_positions is not None:
-        position_ids = key_positions[:, past_length:]
-    key_mask = attention_mask.bool() if attention_mask is not None else None
+    if static:
+        # the slots of the current tokens in the cache: past_length, ..., past_length + query_length - 1
+        slots = torch.arange(query_length, device=device) + (
+            past_length if isinstance(past_length, int) else past_length.reshape(-1).to(device)
+        )
+        if position_ids is None:
+            position_ids = slots[None] if key_positions is None else key_positions.index_select(1, slots)
+    elif position_ids is None and key_positions is not None:
+        position_ids = key_positions[:, past_length : past_length + query_length]
+    key_mask = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else None
     return Positions(
         past_length,
         query_length,
@@ -660,6 +695,7 @@ def compute_positions(
         key=key_positions,
         key_mask=key_mask,
         causal=causal,
+        slots=slots if static else None,
     )
 
 
@@ -680,12 +716,15 @@ def embed_and_mask(
     attention_mask: torch.Tensor | None,
     position_ids: torch.LongTensor | None,
     token_type_ids: torch.LongTensor | None,
-    past_length: int,
+    past_length: int | torch.Tensor,
     causal: bool,
+    key_length: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Positions, torch.Tensor | None]:
     """The prologue both stacks share: check the inputs, place the tokens, embed them and build the
     self-attention mask (padding; causality in a decoder; packed sequences when `position_ids` restart and
-    no mask is given). Returns hidden states, the additive mask, the positions and the key padding mask."""
+    no mask is given; a caller's 4D mask as given). Returns hidden states, the additive mask, the positions and
+    the key padding mask. `key_length` is the number of key slots when a static cache fixes it (more than the
+    `past_length + query length` tokens; a 2D mask may cover the tokens only: the slots after are blocked)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Specify exactly one of input_ids or inputs_embeds.")
     reference = input_ids if input_ids is not None else inputs_embeds
@@ -702,13 +741,43 @@ def embed_and_mask(
     batch, length = reference.shape[:2]
     if batch == 0 or length == 0:
         raise ValueError(f"Empty input: got a batch of shape {tuple(reference.shape[:2])}.")
-    check_attention_mask(attention_mask, batch, past_length + length)
-    if attention_mask is not None and not torch.compiler.is_compiling() and bool(attention_mask.all()):
-        attention_mask = None  # nothing is masked: the unmasked fast paths give the same result
-    positions = compute_positions(attention_mask, position_ids, past_length, length, causal=causal)
+    static_slots = key_length is not None
+    if not static_slots:
+        key_length = past_length + length
+    custom_mask = attention_mask is not None and attention_mask.dim() == 4
+    if custom_mask and any(layer.self_attn.reads_neighbours for layer in stack.layers):
+        raise ValueError(
+            "Convolutional synthesizers do not take a 4D attention_mask: their windows read the neighbouring "
+            "tokens whatever it says. Pass a 2D padding mask."
+        )
+    if attention_mask is not None and not custom_mask:
+        if static_slots and attention_mask.shape[-1] < key_length:
+            # a static cache's slots past the tokens seen so far hold nothing yet
+            attention_mask = nn.functional.pad(attention_mask, (0, key_length - attention_mask.shape[-1]))
+        check_attention_mask(attention_mask, batch, key_length)
+        if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+            attention_mask = None  # nothing is masked: the unmasked fast paths give the same result
+    positions = compute_positions(
+        None if custom_mask else attention_mask,
+        position_ids,
+        past_length,
+        length,
+        key_length,
+        causal=causal,
+        device=reference.device,
+    )
+    if custom_mask and positions.query is None:  # per-row positions: the batch-shared paths do not apply
+        positions.query = torch.arange(length, device=reference.device)[None] + past_length
     hidden_states = stack.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
+    if custom_mask:
+        return (
+            hidden_states,
+            four_d_mask(attention_mask, batch, length, key_length, hidden_states.dtype),
+            positions,
+            None,
+        )
     sequences = None
-    if attention_mask is None and position_ids is not None and past_length == 0:
+    if attention_mask is None and position_ids is not None and not static_slots and past_length == 0:
         sequences = packed_sequence_ids(position_ids)
         if sequences is not None and any(layer.self_attn.reads_neighbours for layer in stack.layers):
             raise ValueError(
@@ -719,11 +788,12 @@ def embed_and_mask(
         attention_mask,
         batch,
         length,
-        past_length + length,
+        key_length,
         causal,
         hidden_states.dtype,
         hidden_states.device,
         sequences,
+        past_length,
     )
     key_padding_mask = attention_mask.bool() if attention_mask is not None else None
     return hidden_states, mask, positions, key_padding_mask
@@ -784,6 +854,9 @@ class SynthesizerModel(SynthesizerPreTrainedModel):
 class SynthesizerDecoder(SynthesizerPreTrainedModel):
     """Causal Synthesizer stack: the causal LM on its own, the decoder (with cross-attention) in seq2seq."""
 
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
+
     _can_record_outputs = {
         "hidden_states": SynthesizerLayer,
         "attentions": OutputRecorder(SynthesizerSelfAttention, index=1),
@@ -813,6 +886,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
 
     @merge_with_config_defaults
     @capture_outputs
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -823,10 +897,8 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
-        cache = select_cache(cache, past_key_values)
         if use_cache and cache is None:
             cache_config = self.config.get_text_config(decoder=True)
             cache = (
@@ -843,6 +915,7 @@ class SynthesizerDecoder(SynthesizerPreTrainedModel):
             None,
             past_length=cache.get_seq_length() if cache is not None else 0,
             causal=True,
+            key_length=static_key_slots(cache),
         )
         length = hidden_states.shape[1]
         if encoder_hidden_states is not None:
@@ -1171,6 +1244,9 @@ class SynthesizerForQuestionAnswering(SynthesizerPreTrainedModel):
 class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
     """Decoder-only Synthesizer LM (the paper's LM1B setting). Labels are shifted inside, as in GPT-2."""
 
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
+
     _tied_weights_keys = {"lm_head.weight": "synthesizer.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: SynthesizerConfig):
@@ -1187,6 +1263,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1197,7 +1274,6 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int = 0,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithCrossAttentions:
         """`labels` are shifted inside (token t predicts t + 1); `shift_labels` (a keyword argument), if given,
@@ -1211,7 +1287,7 @@ class SynthesizerForCausalLM(SynthesizerPreTrainedModel, GenerationMixin):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -1247,6 +1323,9 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
     with `attention_type` and a `SynthesizerDecoder` with `decoder_attention_type` and dot-product
     cross-attention. Returns the decoder states and the encoder outputs."""
 
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
+
     base_model_prefix = "model"  # what the LM head calls it, so that either loads the other's checkpoint
     _tied_weights_keys = {
         "encoder.embeddings.word_embeddings.weight": "shared.weight",
@@ -1270,10 +1349,8 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
         self.encoder.set_input_embeddings(value)
         self.decoder.set_input_embeddings(value)
 
-    def get_encoder(self):
-        return self.encoder
-
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1285,7 +1362,6 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         if encoder_outputs is None:
@@ -1304,7 +1380,7 @@ class SynthesizerSeq2SeqModel(SynthesizerPreTrainedModel):
             inputs_embeds=decoder_inputs_embeds,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -1328,6 +1404,9 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
     cross-attention is dot-product. The loss is computed here (labels are NOT shifted: the decoder
     inputs are the labels shifted right, as in T5/BART).
     """
+
+    # static caches: tensor positions, fixed mask shapes, no graph break (tests/test_static_cache.py)
+    _can_compile_fullgraph = True
 
     base_model_prefix = "model"
     _tied_weights_keys = {
@@ -1363,9 +1442,6 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
-    def get_encoder(self):
-        return self.model.encoder
-
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.shift_right(labels)
 
@@ -1380,6 +1456,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
 
     @can_return_tuple
+    @accepts_old_cache_name
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1392,7 +1469,6 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -1403,7 +1479,7 @@ class SynthesizerForSeq2SeqLM(SynthesizerPreTrainedModel, GenerationMixin):
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            cache=select_cache(cache, past_key_values),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,

@@ -7,7 +7,9 @@ else `max_position_embeddings`. Longer inputs have no synthesized row or positio
 fails on an out-of-range index instead of the model's clear ValueError, so truncate to that length.
 
 Not exported (a ValueError says so): the decoders (`SynthesizerForCausalLM`, `SynthesizerForSeq2SeqLM`:
-generation with a cache is a loop in Python around the model), `SynthesizerForMultipleChoice` (3-D inputs)
+generation with a cache is a loop in Python around the model; from transformers 5.25 on,
+`transformers.exporters.OnnxExporter().export_for_generation` exports them with a static cache, see
+tests/test_exporters.py), `SynthesizerForMultipleChoice` (3-D inputs)
 and attention maps (`output_attentions`). The eager checks that read tensor values (the input-id range, an
 all-ones mask) are skipped while exporting, so the exported graph does not check the ids.
 
@@ -54,8 +56,9 @@ def output_names(model: nn.Module) -> tuple[str, ...]:
     exportable = ", ".join(head.__name__ for head in EXPORTABLE_HEADS)
     raise ValueError(
         f"{type(model).__name__} does not export to ONNX here; the encoder heads do: {exportable}. Decoders "
-        "(SynthesizerForCausalLM, SynthesizerForSeq2SeqLM) generate in a Python loop around a cache, and "
-        "SynthesizerForMultipleChoice takes 3-D inputs."
+        "(SynthesizerForCausalLM, SynthesizerForSeq2SeqLM) generate in a Python loop around a cache: from "
+        "transformers 5.25 on, export them with transformers.exporters.OnnxExporter().export_for_generation and a "
+        "static cache. SynthesizerForMultipleChoice takes 3-D inputs."
     )
 
 

@@ -48,6 +48,8 @@ class Positions:
     key: torch.LongTensor | None = None
     key_mask: torch.Tensor | None = None  # `[batch, key_length]`, True at real tokens (None: all real)
     causal: bool = False  # a decoder: a token sees no later token
+    # a static cache: the key slots of the queries (`[query_length]`), the slots after them not yet written
+    slots: torch.LongTensor | None = None
 
 
 def select_positions(table: torch.Tensor, positions: torch.LongTensor | None, start: int, length: int):
@@ -471,17 +473,22 @@ class DenseSynthesizer(LengthBoundSynthesizer):
 
     def window_features(self, positions: Positions, cached_inputs: torch.Tensor) -> torch.Tensor:
         """`[batch, heads, q, e * second_width]`: per query token, the features of the tokens W2_h reads."""
-        inputs = cached_inputs.transpose(1, 2).flatten(
-            2
-        )  # every input so far, cached ones included: [batch, k, d]
+        # every input so far, cached ones included: [batch, k, d]
+        inputs = cached_inputs.transpose(1, 2).flatten(2)
         mask = positions.key_mask
-        if positions.causal:  # the new tokens' windows reach back `receptive_field` tokens
+        if (
+            positions.causal and positions.slots is None
+        ):  # the new windows reach back `receptive_field` tokens
             start = max(0, inputs.shape[1] - positions.query_length - self.receptive_field())
             inputs, mask = inputs[:, start:], None if mask is None else mask[:, start:]
         hidden = self.hidden_features(inputs, mask, positions.causal)
         if mask is not None:
             hidden = hidden * mask[..., None].to(hidden.dtype)
         windows = self.second_map_windows(hidden, positions.causal)
+        if (
+            positions.slots is not None
+        ):  # a static cache: the current tokens sit at their slots, not at the end
+            return windows.index_select(2, positions.slots)
         return windows[:, :, windows.shape[2] - positions.query_length :]
 
     def receptive_field(self) -> int:

@@ -28,8 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from synthesizer_hf.caching import cache_storage_bytes
+from synthesizer_hf.compat import output_cache
 from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
-from synthesizer_hf.modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM, output_cache
+from synthesizer_hf.modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 
 from .records import count_parameters
