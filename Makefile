@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch: an unpinned `torch` would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+# The newest end runs the newest torch pip installs here: 2.14.1, a CUDA build (what GPU users have) that runs on
+# the CPU, from this machine's disk (2.15 is on the registry but several GB away and capped by /etc/xdg/pip).
+TORCH_NEWEST ?= torch==2.14.1
 pytest = HF_HUB_OFFLINE=1 $(1)/bin/python -m pytest -n 2 -q
 
 .PHONY: install install-oldest install-newest demo test test-fast test-oldest test-newest lint format benchmark lock clean
@@ -24,8 +27,8 @@ install-oldest: .venv-oldest/bin/python
 	.venv-oldest/bin/pip install --quiet -c constraints/oldest.txt -e ".[dev]"
 
 install-newest: .venv-newest/bin/python
-	.venv-newest/bin/pip install --quiet $(TORCH)
-	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev,peft,onnx]"
+	.venv-newest/bin/pip install --quiet $(TORCH_NEWEST)
+	.venv-newest/bin/pip install --quiet --upgrade --upgrade-strategy eager $(TORCH_NEWEST) -e ".[dev,peft,onnx]"
 	# not an extra: its build must see the installed (CPU) torch, or pip's build isolation fetches a CUDA one
 	.venv-newest/bin/pip install --quiet --upgrade --no-build-isolation deepspeed
 

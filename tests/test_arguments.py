@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from helpers import load_script
@@ -17,6 +18,7 @@ from synthesizer_tools.arguments import (
     MaskingArguments,
     SpanCorruptionArguments,
     attention_type_help,
+    cpu_only_distributed,
     parse_finetuning_arguments,
     parse_pretraining_arguments,
 )
@@ -112,3 +114,19 @@ def test_the_attention_type_help_comes_from_the_registry():
     text = attention_type_help()
     assert all(name in text for name in SYNTHESIZERS)
     assert all(f"{alias.upper()}={name}" in text for alias, name in ATTENTION_ALIASES.items())
+
+
+def test_a_launch_on_a_host_without_a_gpu_is_cpu_data_parallel_even_with_a_cuda_build(monkeypatch):
+    """A CUDA build of torch names `cuda` as its accelerator on a host that has no GPU: what decides is whether
+    one is available (the accelerate launch of a CUDA build on such a host once trained two separate copies)."""
+    monkeypatch.setattr(
+        torch.accelerator, "current_accelerator", lambda *args, **kwargs: torch.device("cuda")
+    )
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cpu_only_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not cpu_only_distributed()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert not cpu_only_distributed()

@@ -32,6 +32,7 @@ def static_generation(prompt_length: int) -> GenerationConfig:
         decoder_start_token_id=0,
     )
 
+
 pytestmark = pytest.mark.slow  # each export traces a whole model (seconds to minutes)
 
 

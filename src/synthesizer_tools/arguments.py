@@ -335,7 +335,8 @@ def cpu_only_distributed() -> bool:
     `TrainingArguments` only sets up CPU data parallelism (DDP over gloo) with `use_cpu=True`; without it each
     process would silently train its own copy.
     """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.accelerator.current_accelerator() is None
+    # is_available, not current_accelerator(): a CUDA build names cuda as its accelerator on a host with no GPU
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
 
 
 def host_defaults() -> dict[str, Any]:
