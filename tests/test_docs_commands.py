@@ -21,13 +21,14 @@ DOCS = [
 # `python scripts/x.py ...`, `.venv/bin/python scripts/x.py ...`, `accelerate launch ... scripts/x.py ...`
 COMMAND = re.compile(r"(?:\bpython3?|accelerate launch(?: --?\S+(?: \d+)?)*) scripts/(\w+)\.py\b([^`]*)")
 SHELL_ENDS = {">", ">>", "|", "&", "&&", ";", "2>&1"}
-# transformers' own common tests, which docs/GUARANTEES.md lists as not applying to these models
+# transformers' own common tests (run by hf-peer), which docs/GUARANTEES.md names
 TRANSFORMERS_TESTS = {
     "test_{eager,sdpa}_padding_matches_padding_free_with_position_ids",
     "test_generate_compilation_all_outputs",
     "test_generate_compile_model_forward_fullgraph",
     "test_static_cache_no_recompile_with_smaller_length",
     "test_custom_4d_attention_mask",
+    "test_bc_cache_name_forward",
 }
 
 
