@@ -32,12 +32,17 @@ def test_static_cache_generation_equals_dynamic_cache_generation(variant):
     seq2seq = SynthesizerForSeq2SeqLM(tiny_config(variant, decoder_attention_type=variant)).eval()
     with torch.no_grad():
         for model in (causal, seq2seq):
-            dynamic = model.generate(prompt, attention_mask=mask, **GREEDY)
-            static = model.generate(prompt, attention_mask=mask, cache_implementation="static", **GREEDY)
-            assert torch.equal(static, dynamic), type(model).__name__
+            scored = dict(GREEDY, output_scores=True, return_dict_in_generate=True)
+            dynamic = model.generate(prompt, attention_mask=mask, **scored)
+            static = model.generate(prompt, attention_mask=mask, cache_implementation="static", **scored)
+            assert torch.equal(static.sequences, dynamic.sequences), type(model).__name__
+            # the scores too: equal tokens alone would let a wrong but close distribution through
+            torch.testing.assert_close(
+                torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-5, rtol=1e-5
+            )
 
 
-@pytest.mark.parametrize("variant", ["random", "random+dot", "factorized_dense", "conv_relu_conv"])
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_an_explicit_static_cache_works_in_generate_and_forward(variant):
     model = SynthesizerForCausalLM(tiny_config(variant)).eval()
     prompt, mask = left_padded_prompt()

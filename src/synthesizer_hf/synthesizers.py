@@ -196,12 +196,15 @@ class SymmetricDotProductSynthesizer(Synthesizer):
             "symmetric_dot cannot start with zero logits and still learn: S = Q Q^T has a zero gradient at Q = 0."
         )
 
-    def current_queries(self, hidden_states, keys):
-        """The queries equal the keys of the current tokens: the last `query_length` cached keys."""
+    def current_queries(self, hidden_states, positions, keys):
+        """The queries equal the keys of the current tokens: the last `query_length` cached keys, or with a
+        static cache (whose slots after the current tokens are not yet written) the keys at their slots."""
+        if positions.slots is not None:
+            return keys.index_select(2, positions.slots)
         return keys[:, :, keys.shape[2] - hidden_states.shape[1] :]
 
     def forward(self, hidden_states, positions, keys):
-        query = self.current_queries(hidden_states, keys) * self.head_dim**-0.5
+        query = self.current_queries(hidden_states, positions, keys) * self.head_dim**-0.5
         return SynthesizedLogits(query=query, key=keys)
 
 
@@ -219,7 +222,7 @@ class PairwiseDotProductSynthesizer(SymmetricDotProductSynthesizer):
         self.pairwise_coefficients = nn.Parameter(torch.empty(self.num_heads, self.head_dim, self.head_dim))
 
     def forward(self, hidden_states, positions, keys):
-        query = self.current_queries(hidden_states, keys) @ self.pairwise_coefficients.unsqueeze(0)
+        query = self.current_queries(hidden_states, positions, keys) @ self.pairwise_coefficients.unsqueeze(0)
         return SynthesizedLogits(query=query * self.head_dim**-0.5, key=keys)
 
     def reset_synthesizer_parameters(self, config):
