@@ -142,3 +142,17 @@ def test_the_report_says_whether_the_allocator_is_the_one_users_have():
     assert "tuned" in allocator_text({"MALLOC_MMAP_MAX_": "0"}) and "extra row" in allocator_text(
         {"LD_PRELOAD": "x"}
     )
+
+
+def test_a_device_run_must_leave_out_the_cpu_only_measurements(capsys):
+    from synthesizer_tools.benchmark_measure import Settings
+    from synthesizer_tools.benchmarking import parse_args
+
+    assert Settings().device == "cpu", "the CPU stays the default"
+    assert parse_args(["--device", "cuda", "--no-memory", "--no-profile"]).device == "cuda"
+    assert (
+        parse_args(["--quick", "--device", "cuda:1", "--no-memory"]).device == "cuda:1"
+    )  # --quick: no profile
+    with pytest.raises(SystemExit):
+        parse_args(["--device", "cuda"])
+    assert "add --no-memory --no-profile" in capsys.readouterr().err

@@ -90,6 +90,8 @@ class Settings:
     profile_steps: int = 2
     seed: int = 0
     configuration: str = "equal"  # see masked_lm_config
+    # where the models run: throughput, decoding and matmul peak (memory and profile measure the CPU only)
+    device: str = "cpu"
 
     def lengths_of(self, size: str) -> list[int]:
         """The sequence lengths measured for one size (`size_lengths` overrides `lengths`)."""
@@ -241,17 +243,26 @@ def count_flops(step: Callable[[], None]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak(repeats: int = 5) -> dict[str, float]:
-    """fp32 matmul GFLOP/s of this machine at the current thread count (median per shape, best shape)."""
+def synchronize(device: str) -> None:
+    """Wait for the device's queued kernels, so that a clock read after a step counts the step (CUDA runs
+    asynchronously; on the CPU there is nothing to wait for)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(repeats: int = 5, device: str = "cpu") -> dict[str, float]:
+    """fp32 matmul GFLOP/s of the device (on the CPU at the current thread count; median per shape, best shape)."""
     shapes = {"1024x1024x1024": (1024, 1024, 1024), "2048x2048x2048": (2048, 2048, 2048)}
     result = {}
     for name, (n, k, m) in shapes.items():
-        a, b = torch.randn(n, k), torch.randn(k, m)
+        a, b = torch.randn(n, k, device=device), torch.randn(k, m, device=device)
         a @ b
         seconds = []
         for _ in range(repeats):
+            synchronize(device)
             start = time.perf_counter()
             a @ b
+            synchronize(device)
             seconds.append(time.perf_counter() - start)
         result[name] = 2 * n * k * m / statistics.median(seconds) / 1e9
     result["peak_gflops"] = max(result.values())
@@ -295,15 +306,17 @@ class EncoderContender:
         return self.train_step if mode == "train" else self.inference_step
 
 
-def timed(step: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Wall seconds and process CPU seconds per call of `step`.
+def timed(step: Callable[[], None], repeats: int, device: str = "cpu") -> tuple[float, float]:
+    """Wall seconds and process CPU seconds per call of `step` (on `device`, its kernels finished).
 
     With one torch thread, CPU time / wall time is the share of the core this process got: about 1 on a
     quiet machine, lower when other processes took the core away.
     """
+    synchronize(device)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         step()
+    synchronize(device)
     return (time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats
 
 
@@ -323,11 +336,14 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
     """Training and inference tokens/s of every contender at one (size, length), interleaved by rounds."""
     batch_size = max(1, settings.tokens // length)
     batch = make_batch(batch_size, length, settings.vocab_size, settings.pad_fraction, settings.seed)
+    batch = {key: value.to(settings.device) for key, value in batch.items()}
     before = machine_state()
     contenders = [
         EncoderContender(
             name,
-            build_masked_lm(name, size, length, settings.vocab_size, settings.seed, settings.configuration),
+            build_masked_lm(
+                name, size, length, settings.vocab_size, settings.seed, settings.configuration
+            ).to(settings.device),
             batch,
         )
         for name in settings.contenders
@@ -340,7 +356,7 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
         for mode in MODES:
             counted = contender.forward_backward if mode == "train" else contender.inference_step
             flops = count_flops(lambda counted=counted: counted(one_row))
-            warm, _ = timed(contender.step(mode), 1)
+            warm, _ = timed(contender.step(mode), 1, settings.device)
             records[contender.name, mode] = {
                 "size": size,
                 "length": length,
@@ -359,7 +375,7 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
         for mode in MODES:
             for contender in order:
                 record = records[contender.name, mode]
-                seconds, cpu_seconds = timed(contender.step(mode), record["repeats"])
+                seconds, cpu_seconds = timed(contender.step(mode), record["repeats"], settings.device)
                 record["seconds"].append(seconds)
                 record["cpu_seconds"].append(cpu_seconds)
     after = machine_state()
@@ -469,10 +485,13 @@ def measure_decoding(size: str, settings: Settings) -> list[dict[str, Any]]:
         settings.seed,
         left=True,
     )
+    batch = {key: value.to(settings.device) for key, value in batch.items()}
     names = [DECODER_BASELINE] + [name for name in settings.contenders if not name.startswith("bert")]
     models = {
         name: build_causal_lm(name, size, length, settings.vocab_size, settings.seed).eval() for name in names
     }
+    for model in models.values():
+        model.to(settings.device)
 
     def generate(model: PreTrainedModel) -> Callable[[], None]:
         def call() -> None:
@@ -504,7 +523,7 @@ def measure_decoding(size: str, settings: Settings) -> list[dict[str, Any]]:
         }
     for order in rotations(names, settings.rounds):
         for name in order:
-            seconds, cpu_seconds = timed(generate(models[name]), 1)
+            seconds, cpu_seconds = timed(generate(models[name]), 1, settings.device)
             records[name]["seconds"].append(seconds)
             records[name]["cpu_seconds"].append(cpu_seconds)
     for record in records.values():

@@ -1,4 +1,5 @@
-"""CPU benchmark of the Synthesizer variants against Hugging Face BERT (sdpa) and GPT-2 of the same size.
+"""Benchmark of the Synthesizer variants against Hugging Face BERT (sdpa) and GPT-2 of the same size (CPU by
+default; `--device cuda` times throughput and decoding on a GPU).
 
 Every number is measured in the run that reports it. Contenders share dims, batch and thread count; they
 are interleaved in a rotating order and summarised by medians over rounds, and the report gives ratios
@@ -133,12 +134,25 @@ def parse_args(argv: list[str]) -> Settings:
         choices=CONFIGURATIONS,
         help=f"{CONFIGURATIONS_HELP} (default {full.configuration})",
     )
+    parser.add_argument(
+        "--device",
+        help=f"torch device of the throughput, decoding and matmul-peak runs, e.g. cuda ({full.device})",
+    )
     parser.add_argument("--out", help=f"results directory ({full.out})")
     given = vars(parser.parse_args(argv))
     quick = given.pop("quick")
     if "size_lengths" in given:
         given["size_lengths"] = dict(given["size_lengths"])
-    return Settings(**{**(QUICK if quick else {}), **given})
+    settings = Settings(**{**(QUICK if quick else {}), **given})
+    cpu_only = [
+        flag for flag, on in (("--no-memory", settings.memory), ("--no-profile", settings.profile)) if on
+    ]
+    if torch.device(settings.device).type != "cpu" and cpu_only:
+        parser.error(
+            f"--device {settings.device}: the peak-memory runs (process RSS) and the profile (CPU op times) "
+            f"measure the CPU only; add {' '.join(cpu_only)}."
+        )
+    return settings
 
 
 def main(argv: list[str] | None = None, program: str | None = None) -> dict[str, Any]:
@@ -155,7 +169,7 @@ def main(argv: list[str] | None = None, program: str | None = None) -> dict[str,
     start = time.perf_counter()
     machine_state()  # start psutil's CPU-percent interval
     results: dict[str, Any] = {"environment": environment(argv, program), "settings": asdict(settings)}
-    peak_at_start = matmul_peak()
+    peak_at_start = matmul_peak(device=settings.device)
     phases = results["phase_seconds"] = {}
 
     def phase(name: str, work: Callable[..., Any], *args: Any) -> Any:
@@ -178,7 +192,7 @@ def main(argv: list[str] | None = None, program: str | None = None) -> dict[str,
     ]
     results["profile"] = phase("profile", profile_training) if settings.profile else {}
     results["memory"] = phase("memory", measure_memory, memory_server) if settings.memory else []
-    peak_at_end = matmul_peak()
+    peak_at_end = matmul_peak(device=settings.device)
     best = max(peak_at_start["peak_gflops"], peak_at_end["peak_gflops"])
     results["matmul_peak"] = {"start": peak_at_start, "end": peak_at_end, "peak_gflops": best}
     results["environment"]["model_source_sha256_at_end"] = source_digest()
