@@ -156,3 +156,24 @@ def test_a_device_run_must_leave_out_the_cpu_only_measurements(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--device", "cuda"])
     assert "add --no-memory --no-profile" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_decoding_is_timed_against_eager_decoding_with_the_same_tokens(tmp_path):
+    """`--decode-compiled`: each decoder (GPT-2 and the Synthesizers) decodes eagerly with a dynamic and a static
+    cache and with its decoding step compiled over the static cache; all give the same tokens."""
+    argv = [
+        "--quick", "--sizes", "micro", "--lengths", "32", "--tokens", "64", "--rounds", "1", "--min-time", "0",
+        "--contenders", "random", "--no-memory", "--no-decode", "--decode-compiled", "--decode-prompt", "6",
+        "--decode-new-tokens", "3", "--out", str(tmp_path),
+    ]  # fmt: skip
+    main(argv)
+    results = json.loads((tmp_path / "results.json").read_text())
+    records = {r["contender"]: r for r in results["compiled_decoding"]}
+    assert set(records) == {"gpt2-sdpa", "random"}
+    for record in records.values():
+        assert record["same_tokens"] and record["compiled_static_tokens_per_s"] > 0
+        assert record["compiled_vs_eager_dynamic"] == pytest.approx(
+            record["compiled_static_tokens_per_s"] / record["eager_dynamic_tokens_per_s"]
+        )
+    assert "### Compiled decoding" in (tmp_path / "results.md").read_text()

@@ -25,10 +25,17 @@ from typing import Any
 import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    StaticCache,
+)
 
 from synthesizer_hf.caching import cache_storage_bytes
-from synthesizer_hf.compat import output_cache
+from synthesizer_hf.compat import CACHE_ARGUMENT, output_cache
 from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
 from synthesizer_hf.modeling_synthesizer import SynthesizerForCausalLM, SynthesizerForMaskedLM
 from synthesizer_hf.synthesizers import SYNTHESIZERS
@@ -77,6 +84,7 @@ class Settings:
     )
     memory: bool = True  # the fresh-process peak-memory runs
     decode: bool = True  # the causal-LM decoding benchmark
+    decode_compiled: bool = False  # compiled decoding (static cache, torch.compile) against eager decoding
     profile: bool = True  # torch.profiler's op table
     out: str = "runs/benchmark"
     pad_fraction: float = 0.25
@@ -529,6 +537,75 @@ def measure_decoding(size: str, settings: Settings) -> list[dict[str, Any]]:
     for record in records.values():
         finish(record, settings.decode_batch * settings.decode_new_tokens)
     return list(records.values())
+
+
+def decode_loop(
+    step: Callable[..., Any], model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, static: bool
+) -> tuple[float, torch.Tensor]:
+    """Greedy decoding by hand: a prefill, then one `step` (the model's forward, compiled or not) per new
+    token. Returns the decoding steps' tokens/s (prefill excluded) and the tokens."""
+    cache = StaticCache(config=model.config, max_cache_len=prompt.shape[1] + new_tokens) if static else None
+    with torch.inference_mode():
+        output = model(prompt, use_cache=True, **({CACHE_ARGUMENT: cache} if static else {}))
+        cache = output_cache(output)
+        tokens = [output.logits[:, -1:].argmax(-1)]
+        started = time.perf_counter()
+        for _ in range(new_tokens - 1):
+            output = step(tokens[-1], use_cache=True, **{CACHE_ARGUMENT: cache})
+            tokens.append(output.logits[:, -1:].argmax(-1))
+        synchronize(str(prompt.device))
+        seconds = time.perf_counter() - started
+    return (new_tokens - 1) / seconds, torch.cat(tokens, 1)
+
+
+def measure_compiled_decoding(size: str, settings: Settings) -> list[dict[str, Any]]:
+    """Decoding tokens/s of GPT-2 and each Synthesizer decoder, one prompt of `decode_prompt` tokens: eager
+    with a dynamic cache (what `generate` does by default), eager with a static cache, and the decoding step
+    compiled (`torch.compile(fullgraph=True)`) over the static cache. The median of `rounds` runs after one
+    compiling run, whose time is reported apart."""
+    names = [DECODER_BASELINE] + [name for name in settings.contenders if not name.startswith("bert")]
+    length = settings.decode_prompt + settings.decode_new_tokens
+    prompt = make_batch(1, settings.decode_prompt, settings.vocab_size, 0.0, settings.seed)["input_ids"]
+    prompt = prompt.to(settings.device)
+    records = []
+    for name in names:
+        model = (
+            build_causal_lm(name, size, length, settings.vocab_size, settings.seed).eval().to(settings.device)
+        )
+        compiled = torch.compile(model.forward, fullgraph=True)
+
+        began = time.perf_counter()
+        new_tokens = settings.decode_new_tokens
+        _, compiled_tokens = decode_loop(compiled, model, prompt, new_tokens, True)  # compiles
+        compile_seconds = time.perf_counter() - began
+        speeds: dict[str, list[float]] = {"eager_dynamic": [], "eager_static": [], "compiled_static": []}
+        tokens = {}
+        for _ in range(settings.rounds):
+            for key, step, static in (
+                ("eager_dynamic", model.forward, False),
+                ("eager_static", model.forward, True),
+                ("compiled_static", compiled, True),
+            ):
+                speed, tokens[key] = decode_loop(step, model, prompt, new_tokens, static)
+                speeds[key].append(speed)
+        medians = {f"{key}_tokens_per_s": statistics.median(values) for key, values in speeds.items()}
+        records.append(
+            {
+                "size": size,
+                "contender": name,
+                "prompt_length": settings.decode_prompt,
+                "new_tokens": settings.decode_new_tokens,
+                **medians,
+                "compiled_vs_eager_dynamic": medians["compiled_static_tokens_per_s"]
+                / medians["eager_dynamic_tokens_per_s"],
+                "compile_seconds": compile_seconds,
+                "same_tokens": all(
+                    torch.equal(t, tokens["eager_dynamic"]) for t in (*tokens.values(), compiled_tokens)
+                ),
+            }
+        )
+        torch._dynamo.reset()  # each model compiles anew, not against the previous one's cache
+    return records
 
 
 def profile_training(settings: Settings) -> dict[str, list[dict[str, Any]]]:

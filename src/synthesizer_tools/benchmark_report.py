@@ -295,6 +295,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         decoding = [r for r in results["decoding"] if r["size"] == size]
         if decoding:
             parts += ["\n### Decoding (greedy `generate`, causal LMs)\n", decoding_table(decoding)]
+        compiled = [r for r in results.get("compiled_decoding", []) if r["size"] == size]
+        if compiled:
+            parts += ["\n### Compiled decoding (static cache, `torch.compile(fullgraph=True)`)\n"]
+            parts.append(compiled_decoding_table(compiled))
     if results["targets"]:
         rows = [
             [
@@ -368,6 +372,28 @@ def decoding_table(records: list[dict[str, Any]]) -> str:
     return (
         f"Batch {first['batch_size']}, prompt {first['prompt_length']} (25% of rows left-padded), "
         f"{first['new_tokens']} new tokens per row.\n\n" + markdown_table(header, body)
+    )
+
+
+def compiled_decoding_table(records: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            r["contender"],
+            f"{r['eager_dynamic_tokens_per_s']:,.0f}",
+            f"{r['eager_static_tokens_per_s']:,.0f}",
+            f"{r['compiled_static_tokens_per_s']:,.0f}",
+            ratio(r["compiled_vs_eager_dynamic"]),
+            f"{r['compile_seconds']:.0f}",
+            "yes" if r["same_tokens"] else "NO",
+        ]
+        for r in records
+    ]
+    header = ["decoder", "eager, dynamic cache", "eager, static cache", "compiled, static cache",
+              "compiled vs eager", "first (compiling) run s", "same tokens"]  # fmt: skip
+    first = records[0]
+    return (
+        f"Decoding steps' tokens/s (prefill excluded), one prompt of {first['prompt_length']} tokens, "
+        f"{first['new_tokens']} new tokens.\n\n" + markdown_table(header, body)
     )
 
 

@@ -36,6 +36,7 @@ from .benchmark_measure import (
     Settings,
     machine_state,
     matmul_peak,
+    measure_compiled_decoding,
     measure_decoding,
     measure_memory,
     measure_throughput,
@@ -120,6 +121,12 @@ def parse_args(argv: list[str]) -> Settings:
     parser.add_argument(
         "--no-decode", dest="decode", action="store_false", help="skip the decoding benchmark"
     )
+    parser.add_argument(
+        "--decode-compiled",
+        action="store_true",
+        help="also time decoding with a static cache and a compiled step (torch.compile fullgraph) against eager "
+        "decoding, one prompt per decoder (each model compiles once: seconds to minutes)",
+    )
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, help="torch.profiler op table")
     parser.add_argument("--decode-batch", type=int)
     parser.add_argument("--decode-prompt", type=int)
@@ -189,6 +196,11 @@ def main(argv: list[str] | None = None, program: str | None = None) -> dict[str,
         record
         for size in (settings.sizes if settings.decode else [])
         for record in phase(f"decoding {size}", measure_decoding, size)
+    ]
+    results["compiled_decoding"] = [
+        record
+        for size in (settings.sizes if settings.decode_compiled else [])
+        for record in phase(f"compiled decoding {size}", measure_compiled_decoding, size)
     ]
     results["profile"] = phase("profile", profile_training) if settings.profile else {}
     results["memory"] = phase("memory", measure_memory, memory_server) if settings.memory else []
