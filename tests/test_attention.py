@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
-from synthesizer_hf import SynthesizerForMaskedLM, SynthesizerModel
+from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForMaskedLM, SynthesizerModel
 from synthesizer_hf.biased_attention import biased_attention
 from synthesizer_hf.modeling_synthesizer import SynthesizerSelfAttention
 from synthesizer_hf.synthesizers import Positions
@@ -202,6 +202,32 @@ def test_sdpa_training_gradients_equal_the_eager_reference(variant, causal, monk
             torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-4)  # eager: float32 softmax
     # mixtures of a trainable-bias synthesizer (random, factorized dense) with a query-key one
     assert bool(fused_calls) == (variant in ("random+dot", "random+dense", "factorized_dense+symmetric_dot"))
+
+
+@pytest.mark.parametrize(
+    "variant", ["dot", "random+dot", "random", "dense+dot", "factorized_random", "pairwise_dot"]
+)
+def test_left_padded_causal_training_has_the_eager_gradients_under_sdpa(variant):
+    """The padding before a left-padded prompt sees no key; its output predicts the first real token, so its
+    gradient reaches the shared weights. A row of dtype minima would lose its log-sum-exp to rounding and
+    CPU SDPA's backward return gradients k times too large: such rows are left unmasked (in every path)."""
+    model = SynthesizerForCausalLM(tiny_config(variant))
+    ids = torch.randint(3, 99, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    gradients = {}
+    for implementation in ["eager", "sdpa"]:
+        model.set_attn_implementation(implementation)
+        model.zero_grad()
+        model(ids, attention_mask=mask, labels=labels).loss.backward()
+        gradients[implementation] = {
+            name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None
+        }
+    assert gradients["eager"].keys() == gradients["sdpa"].keys()
+    for name, eager in gradients["eager"].items():
+        torch.testing.assert_close(gradients["sdpa"][name], eager, atol=1e-5, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)

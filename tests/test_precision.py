@@ -83,9 +83,11 @@ def test_attention_maps_in_every_dtype_block_padding_and_stay_normalised(dtype):
     ids, mask = precision_batch()
     with torch.no_grad():
         maps = model(ids, attention_mask=mask, output_attentions=True).attentions
-    for weights in maps:
+        unpadded = model(ids, output_attentions=True).attentions
+    for weights, reference in zip(maps, unpadded):
         assert torch.isfinite(weights).all()
         torch.testing.assert_close(weights.float().sum(-1), torch.ones(3, 4, 16), atol=2e-2, rtol=0)
         assert torch.all(weights[2, :, :, 8:] == 0), "padded keys get exactly zero weight"
-        # fully padded row: uniform attention over the (all padded) keys, finite rather than zero
-        torch.testing.assert_close(weights[1].float(), torch.full((4, 16, 16), 1 / 16), atol=2e-3, rtol=0)
+    # A fully padded sequence sees no key: it is left unmasked (finite, exact softmax, as transformers' SDPA
+    # does), so its first layer attends exactly as the sequence without a mask does.
+    torch.testing.assert_close(maps[0][1].float(), unpadded[0][1].float(), atol=2e-3, rtol=0)

@@ -147,7 +147,12 @@ def additive_attention_mask(
     Query i is token `past_length + i` of the keys (by default the last `query_length`; a static cache has more
     key slots than tokens, the unwritten ones after every query); causality compares those indices. With
     `sequence_ids` (`[batch, k]`, packed sequences) a token attends only within its own sequence.
-    Fully padded rows stay finite: their softmax is uniform, never NaN.
+
+    A row that may see no key at all (a padding token before a left-padded prompt, a fully padded sequence) is
+    left unmasked, as transformers does for SDPA (`_unmask_unattended`): its output is padding either way, but a
+    row of dtype minima loses the logits and the log-sum-exp to rounding (min + log(k) == min), and fused SDPA
+    backward kernels then return gradients k times too large, which reach the shared weights through the loss
+    of the first real token. Unmasked, the row's softmax is finite and exact in every implementation.
     """
     if past_length is None:
         past_length = key_length - query_length
@@ -165,6 +170,7 @@ def additive_attention_mask(
         allowed = causal_allowed[None, None] if allowed is None else allowed & causal_allowed
     if allowed is None:
         return None
+    allowed = allowed | ~allowed.any(dim=-1, keepdim=True)  # rows that see no key see every key
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
         ~allowed, torch.finfo(dtype).min
     )
