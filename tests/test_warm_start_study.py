@@ -31,7 +31,7 @@ WORDS = [f"word{i}" for i in range(15)]
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    """The bundled RTE sample, a small CB and a tiny WikiText-2 in the layout of ../shared/data."""
+    """The bundled RTE sample, a small CB and a tiny WikiText-2, in the offline data layout the scripts read."""
     root = tmp_path_factory.mktemp("data")
     shutil.copytree(DEMO_DATA_DIR / "glue" / "RTE", root / "glue" / "RTE")
     cb = root / "superglue" / "CB"

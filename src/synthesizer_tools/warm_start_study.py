@@ -743,14 +743,15 @@ def write_hub_folders(
     (the adapted stage's means over seeds, `study_results.json`). An adaptation whose checkpoint is gone is
     run again first (its seed and data are fixed). `command`: the study command the cards quote."""
     output_dir, hub_dir = Path(output_dir), Path(hub_dir)
-    table = summarize(collect_results(study, output_dir)).get("adapted", {})
+    records = collect_results(study, output_dir)
+    table = summarize(records).get("adapted", {})
     folders = []
     for run in adaptation_runs(study):
         run = resolved(run, output_dir)
         if not run.is_done(output_dir):
             execute(run, data_dir, output_dir)
         model_dir = output_dir / run.name
-        results = variant_results(study, output_dir, run.variant, table.get(run.variant, {}))
+        results = variant_results(records, run.variant, table.get(run.variant, {}))
         results["command"] = command
         results["model_dir"] = str(model_dir.resolve())
         write_json(model_dir / "study_results.json", results)
@@ -767,12 +768,12 @@ def write_hub_folders(
 
 
 def variant_results(
-    study: WarmStartStudy, output_dir: Path, variant: str, row: Mapping[str, Any]
+    records: Sequence[Mapping[str, Any]], variant: str, row: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A run_glue-style summary of one variant's adapted runs: each task's metrics and score, averaged over
-    its seeds, and the benchmark averages of the study's table."""
+    """A run_glue-style summary of one variant's adapted runs (of `records`, `collect_results`): each task's
+    metrics and score, averaged over its seeds, and the benchmark averages of the study's table."""
     metrics: dict[str, list[Mapping[str, float]]] = defaultdict(list)
-    for record in collect_results(study, output_dir):
+    for record in records:
         if record["stage"] == "adapted" and record["variant"] == variant:
             metrics[record["task"]].append(record["metrics"])
     tasks = {
