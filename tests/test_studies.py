@@ -3,6 +3,7 @@
 import gzip
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -25,12 +26,16 @@ from synthesizer_tools.studies import (
     BYTE_CLS_ID,
     CORPUS_LOADERS,
     GENERATED_TASKS,
-    MODEL_DEFAULTS,
+    LOADER_USES,
     PeakMemory,
     byte_features,
     load_study_config,
+    parse_study_config,
+    plan_runs,
+    run_key,
     run_study,
 )
+from synthesizer_tools.study_config import MODEL_DEFAULTS, StudyConfig, StudyFileError
 from synthesizer_tools.study_reports import attention_by_offset
 from synthesizer_tools.tasks import get_task
 
@@ -147,20 +152,141 @@ STUDIES = [  # warm-start studies have their own schema (tests/test_warm_start_s
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)
 def test_shipped_study_configs_name_known_variants_and_data(path):
-    """Every config in studies/ (full and smoke) names known variants, datasets and sibling studies."""
+    """Every config in studies/ (full and smoke) reads as a checked StudyConfig: known variants, loaders and
+    options, Trainer settings the Trainer accepts, and sibling studies that exist."""
     for smoke in (False, True):
         config = load_study_config(path, smoke=smoke)
-        assert config["name"] == path.stem
-        for variant in config["variants"]:
+        assert isinstance(config, StudyConfig) and config.name == path.stem
+        for variant in config.variants:
             SynthesizerConfig(attention_type=variant)
-        for dataset in config["datasets"]:
-            if config["objective"] == "glue":
+        for dataset, options in config.datasets.items():
+            if config.objective == "glue":
                 get_task(dataset)
             else:
-                loader = config["datasets"][dataset].get("loader", dataset)
+                loader = options.loader or dataset
                 assert loader in CORPUS_LOADERS or loader in GENERATED_TASKS
-        for sibling in [*config.get("reuse_from", []), config.get("pretrained_from")]:
+        for sibling in [*config.reuse_from, config.pretrained_from]:
             assert sibling is None or (path.parent / f"{sibling}.json").is_file()
+
+
+def test_every_loader_says_what_it_serves_and_reads():
+    assert set(LOADER_USES) == set(CORPUS_LOADERS) | set(GENERATED_TASKS)
+
+
+RUN_KEYS = json.loads((Path(__file__).parent / "data" / "study_run_keys.json").read_text())
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)
+def test_the_runs_of_shipped_studies_keep_the_keys_their_records_were_written_with(path):
+    """A run's key (the hash of its spec) is how a rerun finds its record instead of retraining: the typed
+    schema must give every run of every shipped study (full and smoke) the key the free-dict runner gave it
+    (tests/data/study_run_keys.json, recorded by that runner before the schema replaced it)."""
+    for mode in ("full", "smoke"):
+        study = load_study_config(path, smoke=mode == "smoke")
+        keys = {run.name: run.key for run in plan_runs(study)}
+        assert keys == RUN_KEYS[path.stem][mode]
+
+
+def test_a_run_spec_is_the_file_as_written_not_its_defaults():
+    """The model and data sections enter a run's key as the file gives them (no defaults filled in), and the
+    dataset's `train` is merged over the study's; Trainer flags of the command line come last."""
+    study = load_study_config(Path(__file__).parent.parent / "studies" / "text_classification.json")
+    (run,) = [run for run in plan_runs(study, {"optim": "sgd"}) if run.name == "imdb__dot__seed0"]
+    assert run.spec == {
+        "objective": "classification",
+        "dataset": "imdb",
+        "data": {"train_samples": 3200, "eval_samples": 1000, "max_length": 128, "data_seed": 0},
+        "model": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "intermediate_size": 512, "hidden_dropout_prob": 0.1},
+        "train": {"max_steps": 100, "per_device_train_batch_size": 16, "learning_rate": 0.001, "eval_steps": 25,
+                  "optim": "sgd"},
+        "variant": "dot",
+        "seed": 0,
+        "vocab_size": 8000,
+        "max_length": 128,
+        "pretrained_from": None,
+    }  # fmt: skip
+    assert run.key == run_key(run.spec)
+
+
+def tiny_study(**changes):
+    """A valid study file's JSON, with `changes` merged in (None removes a key)."""
+    values = {
+        "name": "tiny", "objective": "mlm", "variants": ["dot", "random"], "seeds": [0],
+        "model": {"hidden_size": 16}, "train": {"max_steps": 2},
+        "datasets": {"wikitext2": {"eval_blocks": 4, "train": {"eval_steps": 1}}},
+    }  # fmt: skip
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key)
+        else:
+            values[key] = value
+    return values
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seed": [0]}, "the study config: seed: unknown field; did you mean 'seeds'?"),
+        ({"seeds": None}, "the study config: seeds: required field missing"),
+        ({"seeds": [0, "1"]}, "seeds[1]: expected an integer, got '1'"),
+        ({"seeds": []}, "seeds: empty; list at least one"),
+        ({"max_length": 12.5}, "max_length: expected an integer, got 12.5"),
+        ({"save_models": 1}, "save_models: expected true or false, got 1"),
+        ({"reuse_from": "mlm_wikitext2"}, "reuse_from: expected a list of strings, got 'mlm_wikitext2'"),
+        ({"objective": "seq2seq"}, "objective: unknown objective 'seq2seq'; use one of mlm, causal_lm"),
+        ({"variants": ["dot", "randomm"]}, "variants[1] 'randomm'"),
+        ({"model": {"num_layers": 2}}, "model.num_layers: unknown field; did you mean 'num_hidden_layers'?"),
+        ({"model": {"hidden_size": "16"}}, "model.hidden_size: expected an integer, got '16'"),
+        ({"model": {"hidden_size": None}}, "model.hidden_size: null is not a value here; leave the field out"),
+        ({"train": {"max_step": 2}}, "train.max_step: unknown field; did you mean 'max_steps'?"),
+        ({"train": {"max_steps": "2"}}, "train.max_steps: expected an integer, got '2'"),
+        ({"train": {"seed": 3}}, "train.seed: set by the study runner itself (from the study's `seeds`"),
+        ({"train": {"eval_strategy": "sometimes"}}, "train, datasets.wikitext2.train: the Trainer refuses these settings"),
+        ({"datasets": {"wikitext2": {"train": {"learning_rat": 1e-3}}}},
+         "datasets.wikitext2.train.learning_rat: unknown field; did you mean 'learning_rate'?"),
+        ({"datasets": {"wikitext": {}}}, "datasets.wikitext: no loader 'wikitext' (the dataset name); name the"),
+        ({"datasets": {"probe": {"loader": "pair_prob"}}}, "datasets.probe: no loader 'pair_prob' (loader)"),
+        ({"datasets": {"wikitext2": {"eval_samples": 4}}},
+         "datasets.wikitext2.eval_samples: the wikitext2 loader does not read it for mlm"),
+        ({"datasets": {"wikitext2": {"encoding": "utf8"}}}, "datasets.wikitext2.encoding: expected 'bytes'"),
+        ({"datasets": {"imdb": {"encoding": "bytes"}}}, "datasets.imdb.encoding: byte encoding is only offered"),
+        ({"datasets": {"wikitext2": {"seeds": 0}}}, "datasets.wikitext2.seeds: expected a list of integers"),
+        ({"datasets": {"membership": {"loader": "pair_probe"}}},
+         "datasets.membership: the pair_probe loader serves token_classification, not the objective 'mlm'"),
+        ({"objective": "token_classification", "datasets": {"m": {"loader": "pair_probe", "task": "copy"}}},
+         "datasets.m.task: unknown pair-probe task 'copy'"),
+        ({"objective": "glue"}, "pretrained_from: a glue study fine-tunes the saved models of another study"),
+        ({"objective": "glue", "pretrained_from": "mlm", "pretrained_dataset": "wikitext2"},
+         "datasets.wikitext2: unknown task 'wikitext2'"),
+        ({"objective": "glue", "pretrained_from": "mlm", "pretrained_dataset": "wikitext2",
+          "datasets": {"rte": {"eval_blocks": 4}}}, "datasets.rte.eval_blocks: a glue task takes only"),
+        ({"pretrained_from": "mlm_wikitext2"}, "pretrained_from: only a glue study starts from pretrained models"),
+        ({"convergence_baseline": "dense"}, "convergence_baseline: 'dense' is not one of the `variants`"),
+        ({"attention_plot_variants": ["dense"]}, "attention_plot_variants: 'dense' is not one of the `variants`"),
+        ({"smoke": {"datasets": {"imdb": {}}}}, "smoke.datasets.imdb: not a dataset of the study"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_file_is_refused_before_anything_trains_naming_the_field(changes, message):
+    values = tiny_study(**changes)
+    with pytest.raises(StudyFileError, match=re.escape(message)):
+        parse_study_config(values, "the study config", smoke="smoke" in changes)
+
+
+def test_a_study_file_that_is_not_json_or_whose_smoke_section_is_wrong_is_refused(tmp_path):
+    path = tmp_path / "study.json"
+    path.write_text("{'name': 'tiny'}")
+    with pytest.raises(StudyFileError, match=re.escape("study.json: not valid JSON")):
+        load_study_config(path)
+    path.write_text(json.dumps(tiny_study(smoke={"train": {"max_stesp": 1}})))
+    with pytest.raises(StudyFileError, match=re.escape("(smoke): train.max_stesp: unknown field")):
+        load_study_config(path)  # the smoke overrides are checked by a full read too
+
+
+def test_the_command_line_may_not_set_what_the_runner_sets_for_each_run(tmp_path):
+    with pytest.raises(StudyFileError, match=re.escape("--seed: set by the study runner itself")):
+        run_study(tiny_study(), tmp_path / "data", tmp_path / "out", train_overrides={"seed": 3})
+    assert not (tmp_path / "out").exists(), "refused before anything is written"
 
 
 def test_attention_by_offset_is_relative_to_uniform_over_visible_keys():
@@ -301,15 +427,17 @@ def test_attention_plot_variants_limits_the_attention_figure(tmp_path):
     records = [{"dataset": "d", "variant": "dot", "seed": 0, "curves": {}}]
     rows = [{"dataset": "d", "variant": "dot", "mean": 1.0, "std": 0.0, "samples_per_second": 1.0}]
     heights = {}
-    for shown in (None, ["random"]):
-        study = {
-            "name": "s",
-            "objective": "classification",
-            "variants": ["dot"],
-            "attention_plot_variants": shown,
-        }
+    for shown in (None, ("random",)):
+        study = StudyConfig(
+            name="s",
+            objective="classification",
+            variants=("dot", "random", "dense"),
+            seeds=(0,),
+            datasets={},
+            attention_plot_variants=shown,
+        )
         out = tmp_path / str(shown)
         out.mkdir()
         make_plots(study, records, rows, maps, out)
         heights[str(shown)] = imread(out / "s_attention.png").shape[0]
-    assert heights["['random']"] < heights["None"] / 2, "one variant's 2 layers instead of three variants' 6"
+    assert heights["('random',)"] < heights["None"] / 2, "one variant's 2 layers instead of three variants' 6"

@@ -12,7 +12,8 @@ are built on it and are never imported by it. Their dependencies are the `[train
 - `pretraining`, `finetuning`, `text_to_text`: the workflows behind `scripts/pretrain_*.py` and `run_glue.py`;
 - `tasks`, `metrics`: GLUE/SuperGLUE task table, offline loading, official metrics and submission files;
 - `tokenization`: the project's WordPiece tokenizer recipe;
-- `studies`, `benchmarking`, `model_card`: the paper's comparisons, the CPU benchmark, Hub folders and cards;
+- `studies`, `benchmarking`, `model_card`: the paper's comparisons (their study files typed in `study_config`),
+  the CPU benchmark, Hub folders and cards;
 - `records`, `bundled`: what runs write about themselves, and the files shipped with the package.
 
 Import the modules themselves (`from synthesizer_tools.pretraining import run_pretraining`); importing this

@@ -327,6 +327,22 @@ FINETUNING_DEFAULTS: dict[str, Any] = dict(
     save_strategy="epoch",
     save_total_limit=1,
 )
+# The studies' (scripts/run_study.py): many short CPU runs from scratch, evaluated every `eval_steps`, nothing
+# saved but the records; the loss is logged at each evaluation (`study_config.study_training_arguments`).
+STUDY_TRAINER_DEFAULTS: dict[str, Any] = dict(
+    TRAINER_DEFAULTS,
+    logging_first_step=False,
+    learning_rate=1e-3,
+    warmup_steps=0.1,
+    lr_scheduler_type="linear",
+    max_steps=200,
+    eval_strategy="steps",
+    eval_steps=50,
+    save_strategy="no",
+    disable_tqdm=True,
+    use_cpu=True,
+    dataloader_num_workers=0,
+)
 
 
 def cpu_only_distributed() -> bool:
@@ -393,6 +409,11 @@ class ScriptArgumentParser(HfArgumentParser):
                     "the newest checkpoint in the output directory (nothing to resume -> start from scratch)."
                 )
 
+    def parse_mapping(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The dataclasses from {argument name: value} over the project defaults, as an argument file is read
+        (a ValueError names the keys no dataclass takes)."""
+        return tuple(self.parse_dict({**self.project_defaults, **values}))
+
     def parse(self, argv: Sequence[str] | None = None) -> tuple[tuple[Any, ...], str]:
         """(dataclasses, command). A ValueError of a dataclass check ends the program as a usage error."""
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -401,7 +422,7 @@ class ScriptArgumentParser(HfArgumentParser):
                 values = read_argument_file(argv[0])
                 if self.require_output_dir and not values.get("output_dir"):
                     raise ValueError(f"{argv[0]}: output_dir is required")
-                parsed = self.parse_dict({**self.project_defaults, **values})
+                parsed = self.parse_mapping(values)
             else:
                 parsed = self.parse_args_into_dataclasses(argv, look_for_args_file=False)
         except (TypeError, ValueError) as err:  # TypeError: an argument file lacks a required argument

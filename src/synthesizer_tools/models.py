@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import (
@@ -46,12 +46,27 @@ def build_config(
     With `decoder` (a `SynthesizerForSeq2SeqLM`), `Seq2SeqModelArguments` also shape the decoder: [SEP] ends a
     target and [PAD] starts the decoder, as T5 uses </s> and <pad>.
     """
+    return vocabulary_config(
+        architecture, special_token_fields(tokenizer), max_seq_length, decoder=decoder, **extra
+    )
+
+
+def vocabulary_config(
+    architecture: ModelArguments,
+    token_fields: Mapping[str, int | None],
+    max_seq_length: int,
+    *,
+    decoder: bool = False,
+    **extra: Any,
+) -> SynthesizerConfig:
+    """`build_config` from the vocabulary's config fields (`vocab_size` and the special-token ids) instead of
+    a tokenizer: for inputs that have none (the studies' byte encoding, the pair probe's ids)."""
     if decoder:
         if not isinstance(architecture, Seq2SeqModelArguments):
             raise TypeError("an encoder-decoder config needs Seq2SeqModelArguments")
-        extra = dict(decoder_start_token_id=tokenizer.pad_token_id, **extra)
+        extra = dict(decoder_start_token_id=token_fields["pad_token_id"], **extra)
     return SynthesizerConfig(
-        **special_token_fields(tokenizer),
+        **token_fields,
         **architecture_fields(architecture, max_seq_length, decoder),
         **extra,
     )
@@ -182,6 +197,7 @@ __all__ = [
     "check_max_seq_length",
     "load_task_model",
     "task_head_config",
+    "vocabulary_config",
 ]
 
 

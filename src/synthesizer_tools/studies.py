@@ -17,20 +17,27 @@ under the same budget, writes one results JSON per run, then a summary (`results
 }
 ```
 
-Dataset options: a loader's own (sample counts, `max_length`, ...), `loader` (run a loader of CORPUS_LOADERS or
-GENERATED_TASKS under another name, e.g. two tasks of the pair probe), `encoding: "bytes"` (LRA's byte ids
-instead of a tokenizer), `train` and `seeds` (per-dataset overrides).
+The file is typed (`study_config.StudyConfig`, where every field is documented) and checked when it is read:
+an unknown field, a wrong type, an unknown objective, variant or loader, an option the loader does not read
+(`LOADER_USES`) or a Trainer setting the Trainer refuses stops the study before anything trains, naming the
+field. Dataset options: a loader's own (sample counts, `max_length`, ...), `loader` (run a loader of
+CORPUS_LOADERS or GENERATED_TASKS under another name, e.g. two tasks of the pair probe), `encoding: "bytes"`
+(LRA's byte ids instead of a tokenizer), `train` and `seeds` (per-dataset overrides).
 
 Optional keys: `vocab_size` and `max_length` (tokenizer), `save_models` (keep each trained model, e.g. for
-fine-tuning), `pretrained_from` (glue: a sibling study folder whose saved models are fine-tuned),
-`reuse_from` (sibling study folders whose identical runs are copied instead of retrained),
-`convergence_baseline` (a variant whose final eval loss the others must reach; reports the steps taken),
-`attention_plot_variants` (plot the attention maps of these variants only), `threads` (torch threads, 2).
+fine-tuning), `pretrained_from` and `pretrained_dataset` (glue: a sibling study folder whose saved models are
+fine-tuned, and the dataset they were trained on), `reuse_from` (sibling study folders whose identical runs
+are copied instead of retrained), `convergence_baseline` (a variant whose final eval loss the others must
+reach; reports the steps taken), `attention_plot_variants` (plot the attention maps of these variants only),
+`attention_maps` (save them at all; default: all objectives but glue), `threads` (torch threads, 2).
+
+The runs are built as the scripts build theirs: the models by `models.vocabulary_config` from the scripts'
+`ModelArguments`, or for glue by `models.load_task_model` as `run_glue.py` loads them; the `TrainingArguments`
+by the scripts' parser over `arguments.STUDY_TRAINER_DEFAULTS`; the Trainer by `trainer.make_trainer`.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import hashlib
@@ -57,12 +64,10 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
-    TrainingArguments,
     default_data_collator,
     set_seed,
 )
 
-from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
 from synthesizer_hf.modeling_synthesizer import (
     SynthesizerForCausalLM,
     SynthesizerForMaskedLM,
@@ -73,12 +78,20 @@ from synthesizer_hf.modeling_synthesizer import (
 from .collators import DataCollatorForReproducibleMLM
 from .data import group_into_blocks
 from .metrics import accuracy_of_logits
-from .models import load_task_model
+from .models import load_task_model, vocabulary_config
 from .pair_probe import make_probe_split, probe_token_fields
 from .records import environment_info, perplexity, write_json
+from .study_config import (
+    RUNNER_OWNED_TRAIN_FIELDS,
+    DatasetOptions,
+    StudyConfig,
+    StudyFileError,
+    at,
+    read_study,
+    study_training_arguments,
+)
 from .study_reports import (
     LM_OBJECTIVES,
-    OBJECTIVES,
     format_locality_table,
     format_tables,
     make_plots,
@@ -89,30 +102,26 @@ from .tasks import get_task, load_task
 from .tokenization import iter_text_files, load_or_train_tokenizer, special_token_fields
 from .trainer import make_trainer
 
-TRAIN_DEFAULTS: dict[str, Any] = dict(
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
-    learning_rate=1e-3,
-    weight_decay=0.01,
-    warmup_steps=0.1,
-    lr_scheduler_type="linear",
-    max_steps=200,
-    eval_steps=50,
-    eval_strategy="steps",
-    save_strategy="no",
-    report_to="none",
-    disable_tqdm=True,
-    use_cpu=True,
-    dataloader_num_workers=0,
-)
-MODEL_DEFAULTS: dict[str, Any] = dict(
-    hidden_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=512,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
+# name -> (the objectives it serves, the dataset options it reads besides `loader`, `train` and `seeds`; an LM
+# objective also reads `train_blocks`, `eval_blocks` and `max_length`, classification `max_length`)
+LOADER_USES: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    "wikitext2": (LM_OBJECTIVES, frozenset({"train_lines"})),
+    "tinyshakespeare": (LM_OBJECTIVES, frozenset()),
+    "imdb": (("classification", *LM_OBJECTIVES), frozenset({"train_samples", "eval_samples", "data_seed"})),
+    "ag_news": (("classification", *LM_OBJECTIVES), frozenset({"eval_samples", "data_seed"})),
+    "lra_text": (
+        ("classification",),
+        frozenset({"train_samples", "test_samples", "eval_samples", "data_seed", "encoding"}),
+    ),
+    "pair_probe": (
+        ("token_classification",),
+        frozenset({"task", "vocabulary", "segment_length", "train_samples", "eval_samples", "data_seed"}),
+    ),
+}
+OBJECTIVE_OPTIONS = {
+    **dict.fromkeys(LM_OBJECTIVES, frozenset({"train_blocks", "eval_blocks", "max_length"})),
+    "classification": frozenset({"max_length"}),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -120,31 +129,48 @@ MODEL_DEFAULTS: dict[str, Any] = dict(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `override` merged in, recursively for nested dicts (neither input is modified)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+def load_study_config(path: str | Path, smoke: bool = False) -> StudyConfig:
+    """Read and check a study file (with its `smoke` overrides when asked; they are checked either way)."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise StudyFileError(f"{path}: not valid JSON: {err}") from err
+    if not smoke and isinstance(values, Mapping) and "smoke" in values:
+        parse_study_config(values, str(path), smoke=True)
+    return parse_study_config(values, str(path), smoke=smoke)
 
 
-def load_study_config(path: str | Path, smoke: bool = False) -> dict[str, Any]:
-    """Read a study JSON (applying its `smoke` overrides when asked) and check the required keys."""
-    config = json.loads(Path(path).read_text(encoding="utf-8"))
-    smoke_overrides = config.pop("smoke", {})
-    if smoke:  # a smoke run keeps only the datasets its overrides name
-        config = deep_merge(config, smoke_overrides)
-        if "datasets" in smoke_overrides:
-            config["datasets"] = {k: config["datasets"][k] for k in smoke_overrides["datasets"]}
-    missing = [key for key in ("name", "objective", "variants", "seeds", "datasets") if key not in config]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}")
-    if config["objective"] not in OBJECTIVES:
-        raise ValueError(f"{path}: objective must be one of {OBJECTIVES}, got {config['objective']!r}")
-    return config
+def parse_study_config(values: Any, where: str, *, smoke: bool = False) -> StudyConfig:
+    """The checked `StudyConfig` of a study file's JSON (`where` names it in the errors)."""
+    study = read_study(values, where, smoke=smoke)
+    where = f"{where} (smoke)" if smoke else where
+    if study.objective != "glue":
+        for dataset, options in study.datasets.items():
+            check_loader(study.objective, dataset, options, at(where, f"datasets.{dataset}"))
+    return study
+
+
+def check_loader(objective: str, dataset: str, options: DatasetOptions, where: str) -> None:
+    """The dataset's loader exists, serves the objective and reads every option given."""
+    loader = options.loader or dataset
+    if loader not in LOADER_USES:
+        field = "loader" if options.loader else "the dataset name"
+        raise StudyFileError(
+            f"{where}: no loader {loader!r} ({field}); name the dataset after one of {sorted(LOADER_USES)} or "
+            "give it a `loader`"
+        )
+    objectives, read = LOADER_USES[loader]
+    if objective not in objectives:
+        raise StudyFileError(
+            f"{where}: the {loader} loader serves {', '.join(objectives)}, not the objective {objective!r}"
+        )
+    read = read | OBJECTIVE_OPTIONS.get(objective, frozenset()) | {"loader"}
+    unread = sorted(set(options.loader_options()) - read)
+    if unread:
+        raise StudyFileError(
+            f"{at(where, unread[0])}: the {loader} loader does not read it for {objective}; it reads "
+            f"{sorted(read)}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -313,37 +339,26 @@ class PreparedData:
     test: datasets.Dataset | None = None
 
 
-def prepare_corpus(
-    study: Mapping[str, Any], dataset: str, options: Mapping[str, Any], data_dir: Path, output_dir: Path
-) -> PreparedData:
+def prepare_corpus(study: StudyConfig, dataset: str, data_dir: Path, output_dir: Path) -> PreparedData:
     """Load a corpus, train (or reuse) the study's tokenizer on its training text and build the features."""
-    loader = options.get("loader", dataset)  # a config may run one loader under several names
+    options = study.datasets[dataset]
+    loader = options.loader or dataset  # a config may run one loader under several names
     if loader in GENERATED_TASKS:
-        return GENERATED_TASKS[loader](study, options)
-    if loader not in CORPUS_LOADERS:
-        raise ValueError(f"Unknown dataset {loader!r}; known: {sorted([*CORPUS_LOADERS, *GENERATED_TASKS])}")
-    raw = CORPUS_LOADERS[loader](data_dir, options)
-    length = options.get("max_length", study.get("max_length", 128))
-    objective = study["objective"]
-    if options.get("encoding") == "bytes":
-        if objective != "classification":
-            raise ValueError(
-                f"{dataset}: byte encoding is only offered for classification, not {objective!r}"
-            )
+        return GENERATED_TASKS[loader](options.loader_options())
+    raw = CORPUS_LOADERS[loader](data_dir, options.loader_options())
+    length = options.max_length or study.max_length
+    if options.encoding == "bytes":
         features = {name: byte_features(split, length) for name, split in raw.items()}
         return classification_data(raw, features, None, default_data_collator, dict(BYTE_FIELDS), length)
     tokenizer = load_or_train_tokenizer(
-        output_dir / f"tokenizer_{dataset}", raw["train"]["text"], study.get("vocab_size", 8000), length
+        output_dir / f"tokenizer_{dataset}", raw["train"]["text"], study.vocab_size, length
     )
-    if objective in LM_OBJECTIVES:
-        wrap = objective == "mlm"
+    if study.objective in LM_OBJECTIVES:
+        wrap = study.objective == "mlm"
         # the whole split as one token stream (group_size=None): every block but the last one is complete
         train, validation = (
             group_into_blocks(raw[name], tokenizer, length, wrap, desc=name, group_size=None, max_blocks=cap)
-            for name, cap in (
-                ("train", options.get("train_blocks")),
-                ("validation", options.get("eval_blocks")),
-            )
+            for name, cap in (("train", options.train_blocks), ("validation", options.eval_blocks))
         )
         collator = (
             DataCollatorForReproducibleMLM(tokenizer, mlm_probability=0.15, seed=0)
@@ -381,13 +396,9 @@ def classification_data(
     )
 
 
-def prepare_pair_probe(study: Mapping[str, Any], options: Mapping[str, Any]) -> PreparedData:
+def prepare_pair_probe(options: Mapping[str, Any]) -> PreparedData:
     """The synthetic pair task of `pair_probe` (token classification; options `task`, `vocabulary`,
     `segment_length`, `train_samples`, `eval_samples`, `data_seed`), encoded by its generator."""
-    if study["objective"] != "token_classification":
-        raise ValueError(
-            f"the pair probe labels tokens: use objective 'token_classification', not {study['objective']!r}"
-        )
     task, vocabulary = options.get("task", "membership"), options.get("vocabulary", 256)
     segment_length, seed = options.get("segment_length", 7), options.get("data_seed", 0)
     train, validation = (
@@ -409,21 +420,21 @@ def prepare_pair_probe(study: Mapping[str, Any], options: Mapping[str, Any]) -> 
     )
 
 
-# Tasks whose generator also encodes them (no corpus, no tokenizer): name -> (study, options) -> PreparedData
-GENERATED_TASKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], PreparedData]] = {
+# Tasks whose generator also encodes them (no corpus, no tokenizer): name -> loader options -> PreparedData
+GENERATED_TASKS: dict[str, Callable[[Mapping[str, Any]], PreparedData]] = {
     "pair_probe": prepare_pair_probe,
 }
 
 
 def prepare_glue_task(
-    task: str, options: Mapping[str, Any], data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int
+    task: str, options: DatasetOptions, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int
 ) -> PreparedData:
     """A GLUE/SuperGLUE task from the offline files, tokenized with the pretrained model's tokenizer."""
     spec = get_task(task)
     raw = load_task(task, data_dir, splits=["train", "validation"])
-    train_samples = options.get("train_samples")
+    train_samples = options.train_samples
     if train_samples is not None and train_samples < len(raw["train"]):
-        raw["train"] = raw["train"].shuffle(seed=options.get("data_seed", 0)).select(range(train_samples))
+        raw["train"] = raw["train"].shuffle(seed=options.data_seed or 0).select(range(train_samples))
     encoded = encode_task(spec, raw, tokenizer, max_length)
     return PreparedData(
         encoded["train"],
@@ -442,25 +453,26 @@ def prepare_glue_task(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def build_model(
-    objective: str, model_options: Mapping[str, Any], variant: str, data: PreparedData
-) -> PreTrainedModel:
-    """A model trained from scratch with `variant` attention and the study's shared architecture."""
-    config = SynthesizerConfig(
-        **{**MODEL_DEFAULTS, **model_options},
-        **data.token_fields,
-        max_position_embeddings=data.tokens_per_sample,
-        attention_type=variant,
-        sparse_prediction=objective == "mlm",
+# objective -> the head a study trains from scratch (a glue study fine-tunes saved models instead)
+SCRATCH_MODELS: dict[str, type[PreTrainedModel]] = {
+    "mlm": SynthesizerForMaskedLM,
+    "causal_lm": SynthesizerForCausalLM,
+    "classification": SynthesizerForSequenceClassification,
+    "token_classification": SynthesizerForTokenClassification,
+}
+
+
+def build_model(study: StudyConfig, variant: str, data: PreparedData) -> PreTrainedModel:
+    """A model trained from scratch with `variant` attention and the study's shared architecture, configured
+    as the scripts configure theirs (`models.vocabulary_config`)."""
+    config = vocabulary_config(
+        study.model.architecture(variant),
+        data.token_fields,
+        data.tokens_per_sample,
+        sparse_prediction=study.objective == "mlm",
         **({"num_labels": data.num_labels} if data.num_labels else {}),
     )
-    model_class = {
-        "mlm": SynthesizerForMaskedLM,
-        "causal_lm": SynthesizerForCausalLM,
-        "classification": SynthesizerForSequenceClassification,
-        "token_classification": SynthesizerForTokenClassification,
-    }[objective]
-    return model_class(config)
+    return SCRATCH_MODELS[study.objective](config)
 
 
 class StepTimer(TrainerCallback):
@@ -561,27 +573,73 @@ def run_name(dataset: str, variant: str, seed: int) -> str:
     return f"{dataset}__{variant}__seed{seed}"
 
 
-def train_one(
-    study: Mapping[str, Any], data: PreparedData, variant: str, seed: int, run_dir: Path, spec: Mapping
-) -> dict[str, Any]:
-    """Train and evaluate one model; returns its results record (and saves its attention maps)."""
-    objective = study["objective"]
-    train_options = {**TRAIN_DEFAULTS, **spec["train"]}
-    train_options.setdefault("logging_steps", train_options["eval_steps"])
-    training_args = TrainingArguments(
-        output_dir=str(run_dir),
-        seed=seed,
-        prediction_loss_only=objective in LM_OBJECTIVES,
-        **train_options,
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (dataset, variant, seed) of a study, with its spec (what determines its result) and that spec's key."""
+
+    dataset: str
+    variant: str
+    seed: int
+    spec: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return run_name(self.dataset, self.variant, self.seed)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.spec)
+
+
+def plan_runs(study: StudyConfig, train_overrides: Mapping[str, Any] | None = None) -> list[PlannedRun]:
+    """Every run of the study in the order they train: dataset by dataset, then variant, then seed."""
+    return [
+        PlannedRun(dataset, variant, seed, study.run_spec(dataset, variant, seed, train_overrides))
+        for dataset in study.datasets
+        for variant in study.variants
+        for seed in study.dataset_seeds(dataset)
+    ]
+
+
+def pretrained_model(study: StudyConfig, output_dir: Path, variant: str, seed: int) -> Path:
+    """A glue run's starting point: the model of the same variant and seed saved by `pretrained_from`, a
+    sibling of this study's folder."""
+    models = output_dir.parent / study.pretrained_from / "models"
+    return models / run_name(study.pretrained_dataset, variant, seed)
+
+
+def check_pretrained_models(study: StudyConfig, output_dir: Path, runs: Sequence[PlannedRun]) -> None:
+    """A glue study's `runs` to train need their pretraining study's saved models: a FileNotFoundError that
+    says which study to run first, before anything trains."""
+    missing = [
+        path
+        for run in runs
+        if not (path := pretrained_model(study, output_dir, run.variant, run.seed)).is_dir()
+    ]
+    if not missing:
+        return
+    pretraining_dir = output_dir.parent / study.pretrained_from
+    raise FileNotFoundError(
+        f"{study.name} fine-tunes the models of the study {study.pretrained_from!r}, which has not been run here "
+        f"(no {missing[0]}, {len(missing)} model(s) missing): run it first, e.g. python scripts/run_study.py "
+        f"--config studies/{study.pretrained_from}.json --output_dir {pretraining_dir} (its `save_models` keeps "
+        "them)"
     )
-    set_seed(seed)
-    if objective == "glue":
-        source = Path(study["_pretrained_dir"]) / run_name(study.get("pretrained_dataset", ""), variant, seed)
+
+
+def train_one(
+    study: StudyConfig, data: PreparedData, run: PlannedRun, run_dir: Path, pretrained: Path | None
+) -> dict[str, Any]:
+    """Train and evaluate one model (from scratch, or from the `pretrained` folder for glue); returns its
+    results record (and saves its attention maps)."""
+    training_args = study_training_arguments(study, run.spec["train"], str(run_dir), run.seed)
+    set_seed(run.seed)
+    if pretrained is not None:
         model = load_task_model(
-            get_task(data.task), data.tokenizer, study.get("max_length", 128), model_name_or_path=str(source)
+            get_task(data.task), data.tokenizer, study.max_length, model_name_or_path=str(pretrained)
         )
     else:
-        model = build_model(objective, study.get("model", {}), variant, data)
+        model = build_model(study, run.variant, data)
     timer, memory = StepTimer(), PeakMemory()
     trainer = make_trainer(
         model,
@@ -598,12 +656,12 @@ def train_one(
     batch_size = training_args.per_device_train_batch_size
     samples_per_second = timer.steps * batch_size / max(timer.seconds, 1e-9)
     record = {
-        "dataset": spec["dataset"],
-        "variant": variant,
-        "seed": seed,
-        "key": run_key(spec),
-        "spec": spec,
-        "metrics": final_metrics(objective, metrics, data.task),
+        "dataset": run.dataset,
+        "variant": run.variant,
+        "seed": run.seed,
+        "key": run.key,
+        "spec": run.spec,
+        "metrics": final_metrics(study.objective, metrics, data.task),
         "num_parameters": model.num_parameters(),
         "train_steps": trainer.state.global_step,
         "train_seconds": round(timer.seconds, 2),
@@ -614,12 +672,12 @@ def train_one(
         "peak_rss_bytes": memory.peak_bytes,
         "curves": curves_from_history(trainer.state.log_history),
     }
-    if study.get("attention_maps", objective != "glue") and seed == study["seeds"][0]:
+    if study.saves_attention_maps() and run.seed == study.seeds[0]:
         batch = data.collator([data.validation[i] for i in range(min(8, len(data.validation)))])
         np.save(
             run_dir.parent / f"{run_dir.name}.attention.npy", attention_maps(model, batch).astype(np.float16)
         )
-    if study.get("save_models"):
+    if study.save_models:
         trainer.save_model(str(run_dir.parent.parent / "models" / run_dir.name))
         if data.tokenizer is not None:
             data.tokenizer.save_pretrained(str(run_dir.parent.parent / "models" / run_dir.name))
@@ -636,92 +694,70 @@ def find_reusable(name: str, key: str, folders: Sequence[Path]) -> Path | None:
     return None
 
 
+def check_train_overrides(overrides: Mapping[str, Any]) -> None:
+    """The command line's Trainer flags may not set what the runner sets for each run."""
+    for key in overrides:
+        if key in RUNNER_OWNED_TRAIN_FIELDS:
+            raise StudyFileError(
+                f"--{key}: set by the study runner itself ({RUNNER_OWNED_TRAIN_FIELDS[key]})"
+            )
+
+
 def run_study(
-    config: Mapping[str, Any],
+    config: StudyConfig | Mapping[str, Any],
     data_dir: str | Path,
     output_dir: str | Path,
     train_overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every (dataset, variant, seed) of `config` one after the other, then write tables and plots.
 
+    `config` is a checked `StudyConfig` (`load_study_config`) or the JSON of a study file, checked here.
     `train_overrides` (TrainingArguments fields) take precedence over the config's `train` settings in every
     run. A run whose results file (same spec) already exists here or in a `reuse_from` study is not repeated,
     so an interrupted study resumes where it stopped.
     """
+    study = config if isinstance(config, StudyConfig) else parse_study_config(config, "the study config")
+    check_train_overrides(train_overrides or {})
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     runs_dir = output_dir / "runs"
+    reuse = [output_dir, *(output_dir.parent / name for name in study.reuse_from)]
+    planned = [(run, find_reusable(run.name, run.key, reuse)) for run in plan_runs(study, train_overrides)]
+    if study.objective == "glue":
+        check_pretrained_models(study, output_dir, [run for run, found in planned if found is None])
     runs_dir.mkdir(parents=True, exist_ok=True)
-    study = dict(config)
-    if "pretrained_from" in study:
-        study["_pretrained_dir"] = str(output_dir.parent / study["pretrained_from"] / "models")
-        if not Path(study["_pretrained_dir"]).is_dir():
-            raise FileNotFoundError(
-                f"{study['name']} fine-tunes the models of the study {study['pretrained_from']!r}, which has not "
-                f"been run here (no {study['_pretrained_dir']}): run it first, e.g. python scripts/run_study.py "
-                f"--config studies/{study['pretrained_from']}.json --output_dir "
-                f"{output_dir.parent / study['pretrained_from']}"
-            )
-    reuse = [output_dir, *(output_dir.parent / name for name in study.get("reuse_from", []))]
-    torch.set_num_threads(study.get("threads", 2))
-    records = []
-    for dataset, raw_options in study["datasets"].items():
-        options = dict(raw_options)
-        train_spec = {
-            **deep_merge(study.get("train", {}), options.pop("train", {})),
-            **(train_overrides or {}),
-        }
-        seeds = options.pop("seeds", study["seeds"])
-        data = None
-        for variant in study["variants"]:
-            for seed in seeds:
-                name = run_name(dataset, variant, seed)
-                spec = {
-                    "objective": study["objective"],
-                    "dataset": dataset,
-                    "data": options,
-                    "model": study.get("model", {}),
-                    "train": train_spec,
-                    "variant": variant,
-                    "seed": seed,
-                    "vocab_size": study.get("vocab_size", 8000),
-                    "max_length": study.get("max_length", 128),
-                    "pretrained_from": study.get("pretrained_from"),
-                }
-                found = find_reusable(name, run_key(spec), reuse)
-                if found is not None:
-                    print(f"[{study['name']}] {name}: reusing {found}", flush=True)
-                    if found.parent != runs_dir:
-                        shutil.copy(found, runs_dir / found.name)
-                        maps = found.with_suffix(".attention.npy")
-                        if maps.is_file():
-                            shutil.copy(maps, runs_dir / maps.name)
-                    records.append(json.loads(found.read_text(encoding="utf-8")))
-                    continue
-                if data is None:
-                    data = prepare_data(study, dataset, options, data_dir, output_dir, variant, seed)
-                print(f"[{study['name']}] {name}: training", flush=True)
-                record = train_one(study, data, variant, seed, runs_dir / name, spec)
-                write_json(runs_dir / f"{name}.json", record)
-                print(f"[{study['name']}] {name}: {format_run(record)}", flush=True)
-                records.append(record)
+    torch.set_num_threads(study.threads)
+    records, data = [], {}
+    for run, found in planned:
+        if found is not None:
+            print(f"[{study.name}] {run.name}: reusing {found}", flush=True)
+            if found.parent != runs_dir:
+                shutil.copy(found, runs_dir / found.name)
+                maps = found.with_suffix(".attention.npy")
+                if maps.is_file():
+                    shutil.copy(maps, runs_dir / maps.name)
+            records.append(json.loads(found.read_text(encoding="utf-8")))
+            continue
+        pretrained = (
+            pretrained_model(study, output_dir, run.variant, run.seed) if study.objective == "glue" else None
+        )
+        if run.dataset not in data:
+            data[run.dataset] = prepare_data(study, run.dataset, data_dir, output_dir, pretrained)
+        print(f"[{study.name}] {run.name}: training", flush=True)
+        record = train_one(study, data[run.dataset], run, runs_dir / run.name, pretrained)
+        write_json(runs_dir / f"{run.name}.json", record)
+        print(f"[{study.name}] {run.name}: {format_run(record)}", flush=True)
+        records.append(record)
     return write_report(study, records, output_dir)
 
 
 def prepare_data(
-    study: Mapping[str, Any],
-    dataset: str,
-    options: Mapping[str, Any],
-    data_dir: Path,
-    output_dir: Path,
-    variant: str,
-    seed: int,
+    study: StudyConfig, dataset: str, data_dir: Path, output_dir: Path, pretrained: Path | None
 ) -> PreparedData:
-    """Corpus features, or for glue the task encoded with the tokenizer of the first pretrained model."""
-    if study["objective"] != "glue":
-        return prepare_corpus(study, dataset, options, data_dir, output_dir)
-    source = Path(study["_pretrained_dir"]) / run_name(study.get("pretrained_dataset", ""), variant, seed)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    return prepare_glue_task(dataset, options, data_dir, tokenizer, study.get("max_length", 128))
+    """Corpus features, or for glue the task encoded with the tokenizer of the `pretrained` model."""
+    if pretrained is None:
+        return prepare_corpus(study, dataset, data_dir, output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained)
+    return prepare_glue_task(dataset, study.datasets[dataset], data_dir, tokenizer, study.max_length)
 
 
 def format_run(record: Mapping[str, Any]) -> str:
@@ -730,7 +766,7 @@ def format_run(record: Mapping[str, Any]) -> str:
 
 
 def load_attention_maps(
-    study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], output_dir: Path
+    study: StudyConfig, records: Sequence[Mapping[str, Any]], output_dir: Path
 ) -> dict[tuple[str, str], np.ndarray]:
     """The saved attention maps of the first seed, keyed by (dataset, variant)."""
     paths = {
@@ -738,12 +774,12 @@ def load_attention_maps(
         / "runs"
         / f"{run_name(r['dataset'], r['variant'], r['seed'])}.attention.npy"
         for r in records
-        if r["seed"] == study["seeds"][0]
+        if r["seed"] == study.seeds[0]
     }
     return {key: np.load(path).astype(np.float32) for key, path in paths.items() if path.is_file()}
 
 
-def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], output_dir: Path) -> dict:
+def write_report(study: StudyConfig, records: Sequence[Mapping[str, Any]], output_dir: Path) -> dict:
     """`results.json`, `tables.md` and the plots of a finished (or partial) study."""
     rows = summarize_runs(study, records)
     maps = load_attention_maps(study, records, output_dir)
@@ -751,7 +787,7 @@ def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     if maps:
         tables += "\n" + format_locality_table(maps)
     summary = {
-        "study": {k: v for k, v in study.items() if not k.startswith("_")},
+        "study": study.as_json(),
         "rows": rows,
         "environment": environment_info(),
     }
@@ -762,4 +798,12 @@ def write_report(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     return summary
 
 
-__all__ = ["CORPUS_LOADERS", "GENERATED_TASKS", "deep_merge", "load_study_config", "run_study"]
+__all__ = [
+    "CORPUS_LOADERS",
+    "GENERATED_TASKS",
+    "LOADER_USES",
+    "load_study_config",
+    "parse_study_config",
+    "plan_runs",
+    "run_study",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,16 @@ OBJECTIVES = tuple(HEADLINE_METRICS)
 LM_OBJECTIVES = ("mlm", "causal_lm")
 PERCENT_OBJECTIVES = ("classification", "token_classification", "glue")
 LOCALITY_OFFSETS = (-3, -2, -1, 0, 1, 2, 3)  # key offsets j - i reported by `attention_by_offset`
+
+
+class ReportedStudy(Protocol):
+    """What the reports read of a study (a `study_config.StudyConfig`, which reads OBJECTIVES from here)."""
+
+    name: str
+    objective: str
+    variants: Sequence[str]
+    convergence_baseline: str | None
+    attention_plot_variants: Sequence[str] | None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -50,10 +60,10 @@ def steps_to_reach(curve: Sequence[Sequence[float]], target: float) -> float | N
     return next((step for step, value in curve if value <= target), None)
 
 
-def summarize_runs(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summarize_runs(study: ReportedStudy, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (dataset, variant): headline metric mean/std and per seed, throughput, parameters."""
-    key, _, _ = headline_metric(study["objective"])
-    scale = 100.0 if study["objective"] in PERCENT_OBJECTIVES else 1.0
+    key, _, _ = headline_metric(study.objective)
+    scale = 100.0 if study.objective in PERCENT_OBJECTIVES else 1.0
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         grouped[(record["dataset"], record["variant"])].append(record)
@@ -72,7 +82,7 @@ def summarize_runs(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]
             "samples_per_second": max(r["samples_per_second"] for r in runs),
             "num_parameters": runs[0]["num_parameters"],
         }
-        if study["objective"] in LM_OBJECTIVES:
+        if study.objective in LM_OBJECTIVES:
             row["perplexity"] = mean_std([r["metrics"]["perplexity"] for r in runs])
         if runs[0]["tokens_per_second"]:
             row["tokens_per_second"] = max(r["tokens_per_second"] for r in runs)
@@ -88,10 +98,10 @@ def summarize_runs(study: Mapping[str, Any], records: Sequence[Mapping[str, Any]
 
 
 def add_convergence(
-    study: Mapping[str, Any], records: Sequence[Mapping[str, Any]], rows: list[dict[str, Any]]
+    study: ReportedStudy, records: Sequence[Mapping[str, Any]], rows: list[dict[str, Any]]
 ) -> None:
     """With `convergence_baseline`, add the steps each run needs to reach the baseline's mean final eval loss."""
-    baseline = study.get("convergence_baseline")
+    baseline = study.convergence_baseline
     if baseline is None:
         return
     for row in rows:
@@ -110,15 +120,15 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+def format_tables(study: ReportedStudy, rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: the per-variant table of each dataset (mean ± std, every seed, throughput, parameters)."""
-    _, label, _ = headline_metric(study["objective"])
-    digits = 3 if study["objective"] in LM_OBJECTIVES else 1
+    _, label, _ = headline_metric(study.objective)
+    digits = 3 if study.objective in LM_OBJECTIVES else 1
     convergence = any("steps_to_baseline" in row for row in rows)
     lines = []
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
         header = ["variant", f"{label} mean ± std", "per seed"]
-        if study["objective"] in LM_OBJECTIVES:
+        if study.objective in LM_OBJECTIVES:
             header.append("perplexity")
         header += ["train steps/s*", "samples/s*"]
         if any("tokens_per_second" in row for row in rows):
@@ -131,7 +141,7 @@ def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
             header.append("peak RSS (MB)**")
         header.append("parameters")
         if convergence:
-            header.append(f"steps to reach {study['convergence_baseline']}'s final loss (per seed)")
+            header.append(f"steps to reach {study.convergence_baseline}'s final loss (per seed)")
         lines += [f"**{dataset}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in (r for r in rows if r["dataset"] == dataset):
             seeds = ", ".join(f"s{seed}: {_fmt(v, digits)}" for seed, v in row["per_seed"].items())
@@ -164,7 +174,7 @@ def format_tables(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -
         lines.append(
             "\\*\\* peak resident memory of the whole process while training (highest seed; data included).\n"
         )
-    if study["objective"] == "glue":
+    if study.objective == "glue":
         lines.append(format_task_matrix(rows))
     return "\n".join(lines)
 
@@ -236,7 +246,7 @@ def format_locality_table(maps: Mapping[tuple[str, str], np.ndarray]) -> str:
 
 
 def make_plots(
-    study: Mapping[str, Any],
+    study: ReportedStudy,
     records: Sequence[Mapping[str, Any]],
     rows: Sequence[Mapping],
     maps: Mapping[tuple[str, str], np.ndarray],
@@ -246,10 +256,10 @@ def make_plots(
     import matplotlib
 
     matplotlib.use("Agg")
-    name = study["name"]
+    name = study.name
     paths = [plot_learning_curves(study, records, output_dir / f"{name}_curves.png")]
     paths.append(plot_metric_and_throughput(study, rows, output_dir / f"{name}_metric_vs_throughput.png"))
-    shown = study.get("attention_plot_variants")  # a study of many variants may plot the maps of a few
+    shown = study.attention_plot_variants  # a study of many variants may plot the maps of a few
     maps = {key: value for key, value in maps.items() if shown is None or key[1] in shown}
     if maps:
         paths.append(plot_attention_maps(maps, output_dir / f"{name}_attention.png"))
@@ -257,21 +267,21 @@ def make_plots(
     return paths
 
 
-def _curve_key(study: Mapping[str, Any]) -> str:
+def _curve_key(study: ReportedStudy) -> str:
     accuracy = ("classification", "token_classification")
-    return "eval_accuracy" if study["objective"] in accuracy else "eval_loss"
+    return "eval_accuracy" if study.objective in accuracy else "eval_loss"
 
 
-def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], path: Path) -> Path:
+def plot_learning_curves(study: ReportedStudy, records: Sequence[Mapping], path: Path) -> Path:
     """Validation curve per variant and dataset: mean over seeds, shaded min-max band."""
     import matplotlib.pyplot as plt
 
     key = _curve_key(study)
     datasets_ = list(dict.fromkeys(r["dataset"] for r in records))
     fig, axes = plt.subplots(1, len(datasets_), figsize=(5 * len(datasets_), 3.6), squeeze=False)
-    colours = plt.cm.tab10 if len(study["variants"]) <= 10 else plt.cm.tab20  # one colour per variant
+    colours = plt.cm.tab10 if len(study.variants) <= 10 else plt.cm.tab20  # one colour per variant
     for ax, dataset in zip(axes[0], datasets_):
-        for index, variant in enumerate(study["variants"]):
+        for index, variant in enumerate(study.variants):
             curves = [
                 r["curves"].get(key, [])
                 for r in records
@@ -285,7 +295,7 @@ def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], p
             values = np.array([[point[1] for point in c[:length]] for c in curves])
             (line,) = ax.plot(steps, values.mean(0), marker=".", label=variant, color=colours(index % 20))
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-        ax.set(title=f"{study['name']}: {dataset}", xlabel="training step", ylabel=key.removeprefix("eval_"))
+        ax.set(title=f"{study.name}: {dataset}", xlabel="training step", ylabel=key.removeprefix("eval_"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -294,11 +304,11 @@ def plot_learning_curves(study: Mapping[str, Any], records: Sequence[Mapping], p
     return path
 
 
-def plot_metric_and_throughput(study: Mapping[str, Any], rows: Sequence[Mapping], path: Path) -> Path:
+def plot_metric_and_throughput(study: ReportedStudy, rows: Sequence[Mapping], path: Path) -> Path:
     """Bars of the headline metric (mean ± std) and of training throughput per variant and dataset."""
     import matplotlib.pyplot as plt
 
-    _, label, _ = headline_metric(study["objective"])
+    _, label, _ = headline_metric(study.objective)
     datasets_ = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(2, len(datasets_), figsize=(max(4.5, 3.2 * len(datasets_)), 6), squeeze=False)
     for column, dataset in enumerate(datasets_):

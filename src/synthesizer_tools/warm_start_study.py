@@ -50,7 +50,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from .finetuning import run_tasks
 from .model_card import prepare_hub_folder
 from .pretraining import run_pretraining
 from .records import EVAL_RESULTS_FILE, SUMMARY_FILE, environment_info, read_json, write_json
+from .study_config import StudyFileError, checked_fields
 from .tasks import get_task
 
 logger = logging.getLogger("synthesizer_tools")
@@ -79,10 +80,6 @@ STUDY_OWNED = (
     "model_name_or_path",
     "attention_type",
 )
-
-
-class StudyFileError(ValueError):
-    """A study file that cannot run; the message names the field."""
 
 
 @dataclass
@@ -124,35 +121,20 @@ class WarmStartStudy:
     description: str = ""
 
 
-def _checked_fields(cls: type, values: Any, where: str) -> dict[str, Any]:
-    """`values` as keyword arguments of the dataclass `cls`, or a StudyFileError naming the bad field."""
-    if not isinstance(values, Mapping):
-        raise StudyFileError(f"{where}: expected an object with fields {[f.name for f in fields(cls)]}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise StudyFileError(f"{where}.{unknown[0]}: unknown field; the fields are {sorted(known)}")
-    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-    missing = sorted(required - set(values))
-    if missing:
-        raise StudyFileError(f"{where}.{missing[0]}: required field missing")
-    return dict(values)
-
-
 def load_warm_start_study(path: str | Path) -> WarmStartStudy:
     """Read and check a study file: field names, variants, tasks, stages and every script argument (parsed
     by the scripts' own parsers), so that a mistake stops the study before any training starts."""
     where = str(path)
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     raw.pop("objective", None)  # "warm_start": how scripts/run_study.py recognises this kind of study
-    values = _checked_fields(WarmStartStudy, raw, where)
+    values = checked_fields(WarmStartStudy, raw, where)
     values["tasks"] = {
-        name: TaskPlan(**_checked_fields(TaskPlan, plan, f"{where}: tasks.{name}"))
+        name: TaskPlan(**checked_fields(TaskPlan, plan, f"{where}: tasks.{name}"))
         for name, plan in values["tasks"].items()
     }
     if values.get("selection") is not None:
         values["selection"] = Selection(
-            **_checked_fields(Selection, values["selection"], f"{where}: selection")
+            **checked_fields(Selection, values["selection"], f"{where}: selection")
         )
     study = WarmStartStudy(**values)
     check_study(study, where)
