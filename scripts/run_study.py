@@ -32,8 +32,10 @@ from transformers import TrainingArguments
 
 from synthesizer_tools.arguments import ScriptArgumentParser, flags_not_of, given_training_arguments
 from synthesizer_tools.records import command_line
-from synthesizer_tools.studies import load_study_config, run_study
+from synthesizer_tools.studies import check_train_overrides, load_study_config, run_study
+from synthesizer_tools.study_config import StudyConfig, StudyFileError
 from synthesizer_tools.warm_start_study import (
+    WarmStartStudy,
     load_warm_start_study,
     run_warm_start_study,
     write_hub_folders,
@@ -76,14 +78,25 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyArguments, str, 
     return study, training.output_dir, overrides
 
 
+def load_study(study: StudyArguments, overrides: dict[str, Any]) -> StudyConfig | WarmStartStudy:
+    """The checked study file; a mistake in it ends the program with its message, which names the field."""
+    try:
+        if json.loads(Path(study.config).read_text(encoding="utf-8")).get("objective") == "warm_start":
+            if overrides or study.smoke:
+                raise SystemExit(
+                    "a warm_start study takes its settings from its file: no Trainer flags, no --smoke"
+                )
+            return load_warm_start_study(study.config)
+        check_train_overrides(overrides)
+        return load_study_config(study.config, smoke=study.smoke)
+    except StudyFileError as err:
+        raise SystemExit(f"scripts/run_study.py: error: {err}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     study, output_dir, overrides = parse_args(argv)
-    if json.loads(Path(study.config).read_text(encoding="utf-8")).get("objective") == "warm_start":
-        if overrides or study.smoke:
-            raise SystemExit(
-                "a warm_start study takes its settings from its file: no Trainer flags, no --smoke"
-            )
-        plan = load_warm_start_study(study.config)
+    plan = load_study(study, overrides)
+    if isinstance(plan, WarmStartStudy):
         summary = run_warm_start_study(plan, study.data_dir, output_dir, limit=study.max_runs)
         print(summary["tables"])
         if study.hub_dir:
@@ -91,8 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for folder in write_hub_folders(plan, study.data_dir, output_dir, study.hub_dir, command):
                 print(f"Hub folder: {folder}")
         return
-    config = load_study_config(study.config, smoke=study.smoke)
-    summary = run_study(config, study.data_dir, output_dir, train_overrides=overrides)
+    summary = run_study(plan, study.data_dir, output_dir, train_overrides=overrides)
     print(summary["tables"])
     print("Plots:", *summary["plots"], sep="\n  ")
 

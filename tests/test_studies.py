@@ -289,6 +289,34 @@ def test_the_command_line_may_not_set_what_the_runner_sets_for_each_run(tmp_path
     assert not (tmp_path / "out").exists(), "refused before anything is written"
 
 
+def test_run_study_py_ends_on_a_bad_study_file_with_the_field_not_a_traceback(tmp_path):
+    script = load_script("run_study")
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(tiny_study(model={"hidden_sise": 16})))
+    common = ["--config", str(path), "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(
+        SystemExit, match=re.escape("model.hidden_sise: unknown field; did you mean 'hidden_size'")
+    ):
+        script.main(common)
+    path.write_text(json.dumps(tiny_study()))
+    with pytest.raises(SystemExit, match=re.escape("--seed: set by the study runner itself")):
+        script.main([*common, "--seed", "3"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_glue_study_names_the_pretrained_models_it_lacks_before_anything_trains(tmp_path):
+    """The pretraining study ran, but without the `random` models (e.g. fewer variants): the glue study says
+    which are missing instead of failing after fine-tuning `dot`."""
+    (tmp_path / "mlm_tiny" / "models" / "wikitext2__dot__seed0").mkdir(parents=True)
+    glue = tiny_study(
+        objective="glue", name="glue_tiny", pretrained_from="mlm_tiny", pretrained_dataset="wikitext2",
+        datasets={"rte": {"train_samples": 8}},
+    )  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=re.escape("lacks 1 of them (wikitext2__random__seed0)")):
+        run_study(glue, tmp_path / "data", tmp_path / "glue_tiny")
+    assert not (tmp_path / "glue_tiny").exists(), "refused before anything is written"
+
+
 def test_attention_by_offset_is_relative_to_uniform_over_visible_keys():
     length = 6
     bidirectional = np.full((1, 2, length, length), 1 / length)

@@ -611,19 +611,25 @@ def pretrained_model(study: StudyConfig, output_dir: Path, variant: str, seed: i
 def check_pretrained_models(study: StudyConfig, output_dir: Path, runs: Sequence[PlannedRun]) -> None:
     """A glue study's `runs` to train need their pretraining study's saved models: a FileNotFoundError that
     says which study to run first, before anything trains."""
-    missing = [
+    missing = {
         path
         for run in runs
         if not (path := pretrained_model(study, output_dir, run.variant, run.seed)).is_dir()
-    ]
+    }
     if not missing:
         return
     pretraining_dir = output_dir.parent / study.pretrained_from
+    command = f"python scripts/run_study.py --config studies/{study.pretrained_from}.json --output_dir {pretraining_dir}"
+    if not (pretraining_dir / "models").is_dir():
+        raise FileNotFoundError(
+            f"{study.name} fine-tunes the models of the study {study.pretrained_from!r}, which has not been run "
+            f"here (no {pretraining_dir / 'models'}): run it first, e.g. {command}"
+        )
+    names = ", ".join(sorted(path.name for path in missing))
     raise FileNotFoundError(
-        f"{study.name} fine-tunes the models of the study {study.pretrained_from!r}, which has not been run here "
-        f"(no {missing[0]}, {len(missing)} model(s) missing): run it first, e.g. python scripts/run_study.py "
-        f"--config studies/{study.pretrained_from}.json --output_dir {pretraining_dir} (its `save_models` keeps "
-        "them)"
+        f"{study.name} fine-tunes the models of the study {study.pretrained_from!r}, but "
+        f"{pretraining_dir / 'models'} lacks {len(missing)} of them ({names}): run that study with these "
+        f"variants and seeds and `save_models: true` first, e.g. {command}"
     )
 
 
@@ -802,6 +808,7 @@ __all__ = [
     "CORPUS_LOADERS",
     "GENERATED_TASKS",
     "LOADER_USES",
+    "check_train_overrides",
     "load_study_config",
     "parse_study_config",
     "plan_runs",

@@ -113,11 +113,11 @@ def describe(annotation: Any) -> str:
 
 def typed_value(value: Any, annotation: Any, where: str) -> Any:
     """`value` of the JSON checked against `annotation` (lists become tuples, sections their dataclasses)."""
+    if annotation is Any:  # a Trainer setting, checked by `check_train`
+        return value
     if value is None:
         raise StudyFileError(f"{where}: null is not a value here; leave the field out for its default")
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any:
-        return value
     if origin in (typing.Union, types.UnionType):  # `X | None`: None only ever means "not given"
         (annotation,) = [arg for arg in args if arg is not type(None)]
         return typed_value(value, annotation, where)
@@ -386,7 +386,8 @@ def check_train(study: StudyConfig, dataset: str, where: str) -> None:
                 f"{at(place, key)}: set by the study runner itself ({RUNNER_OWNED_TRAIN_FIELDS[key]}); remove it"
             )
         options = [arg for arg in typing.get_args(hints[key]) or (hints[key],) if arg is not type(None)]
-        if len(options) == 1 and options[0] in (int, float, str, bool):
+        optional = type(None) in typing.get_args(hints[key])
+        if len(options) == 1 and options[0] in (int, float, str, bool) and not (value is None and optional):
             typed_value(value, options[0], at(place, key))
     try:
         study_training_arguments(study, train, "study-check", 0)
