@@ -174,7 +174,7 @@ class ModelSection:
     synthesizer_length: int | None = None  # L of the length-bound synthesizers (default: the input length)
 
     def architecture(self, variant: str) -> ModelArguments:
-        """The scripts' `ModelArguments` of a model of `variant` attention (built by `models.build_config`)."""
+        """The scripts' `ModelArguments` of a model of `variant` attention (`models.vocabulary_config` builds it)."""
         sizes = {**MODEL_DEFAULTS, **given_fields(self)}
         return ModelArguments(
             attention_type=[variant],
@@ -190,7 +190,7 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DatasetOptions:
-    """An entry of `datasets`: the options of its loader (`studies.LOADERS` says which each reads), plus
+    """An entry of `datasets`: the options of its loader (`studies.LOADER_USES` says which each reads), plus
     `train` and `seeds` overriding the study's for this dataset. For a `glue` study the dataset is a task."""
 
     loader: str | None = None  # run this loader under the dataset's name (default: the name itself)
@@ -202,9 +202,7 @@ class DatasetOptions:
     test_samples: int | None = None  # LRA Text: test examples for the final accuracy (default: all)
     data_seed: int | None = None  # the draw of the samples (default 0)
     max_length: int | None = None  # tokens per example (default: the study's `max_length`)
-    encoding: Literal["bytes"] | None = (
-        None  # "bytes": LRA's byte ids instead of a tokenizer (classification)
-    )
+    encoding: Literal["bytes"] | None = None  # LRA's byte ids instead of a tokenizer (classification)
     task: str | None = None  # pair probe: "membership" or "aligned"
     vocabulary: int | None = None  # pair probe: words in the vocabulary
     segment_length: int | None = None  # pair probe: words per segment
