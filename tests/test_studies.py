@@ -22,6 +22,7 @@ from synthesizer_tools.pair_probe import (
     sample_pair,
     word_labels,
 )
+from synthesizer_tools.records import eta
 from synthesizer_tools.studies import (
     BYTE_CLS_ID,
     CORPUS_LOADERS,
@@ -100,8 +101,9 @@ def test_mlm_study_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_causal_lm_study_end_to_end(tmp_path):
-    """The `causal_lm` objective: decoders of two variants train, evaluate (perplexity) and are tabulated."""
+def test_causal_lm_study_end_to_end(tmp_path, capsys):
+    """The `causal_lm` objective: decoders of two variants train, evaluate (perplexity) and are tabulated; the
+    log says how many runs are left and, once one has run, the time to the end."""
     write_corpus(tmp_path / "data")
     config = {
         "name": "clm_tiny", "objective": "causal_lm", "variants": ["dot", "random"], "seeds": [0],
@@ -114,6 +116,14 @@ def test_causal_lm_study_end_to_end(tmp_path):
     assert [row["variant"] for row in summary["rows"]] == ["dot", "random"]
     record = json.loads((tmp_path / "out" / "runs" / "wikitext2__random__seed0.json").read_text())
     assert record["train_steps"] == 2 and record["metrics"]["perplexity"] > 1
+    log = capsys.readouterr().out
+    assert "wikitext2__dot__seed0: training (2 of 2 left; 0:00:00 elapsed; ETA after the first run" in log
+    assert re.search(r"wikitext2__random__seed0: training \(1 of 2 left; \d:\d\d:\d\d elapsed; ETA \d:", log)
+
+
+def test_the_eta_waits_for_a_run_of_each_kind_then_adds_up_their_means():
+    assert eta(["a", "b"], {"a": [10.0]}) == "ETA after the first run of each kind"
+    assert eta(["a", "a", "b"], {"a": [10.0, 20.0], "b": [60.0]}) == "ETA 0:01:30"
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -24,6 +25,21 @@ SUMMARY_FILE = "summary.json"  # per-task metrics and benchmark averages of run_
 
 # The libraries whose versions are recorded with every run (those not installed are left out).
 RECORDED_LIBRARIES = ("synthesizer-hf", "transformers", "torch", "datasets", "accelerate", "tokenizers")
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def eta(remaining_kinds: Sequence[str], seconds_by_kind: Mapping[str, Sequence[float]]) -> str:
+    """The time left for runs of `remaining_kinds` (one entry per run), from the mean duration of this
+    session's runs of each kind: unknown until one of each has run (runs of different kinds differ a lot)."""
+    if not all(seconds_by_kind.get(kind) for kind in remaining_kinds):
+        return "ETA after the first run of each kind"
+    left = sum(statistics.fmean(seconds_by_kind[kind]) for kind in remaining_kinds)
+    return f"ETA {format_duration(left)}"
 
 
 def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:

@@ -80,7 +80,7 @@ from .data import group_into_blocks
 from .metrics import accuracy_of_logits
 from .models import load_task_model, vocabulary_config
 from .pair_probe import make_probe_split, probe_token_fields
-from .records import environment_info, perplexity, write_json
+from .records import environment_info, eta, format_duration, perplexity, write_json
 from .study_config import (
     RUNNER_OWNED_TRAIN_FIELDS,
     DatasetOptions,
@@ -720,7 +720,8 @@ def run_study(
     `config` is a checked `StudyConfig` (`load_study_config`) or the JSON of a study file, checked here.
     `train_overrides` (TrainingArguments fields) take precedence over the config's `train` settings in every
     run. A run whose results file (same spec) already exists here or in a `reuse_from` study is not repeated,
-    so an interrupted study resumes where it stopped.
+    so an interrupted study resumes where it stopped. The log says which run starts, how many are left and the
+    estimated time to the end (from this session's runs of each dataset).
     """
     study = config if isinstance(config, StudyConfig) else parse_study_config(config, "the study config")
     check_train_overrides(train_overrides or {})
@@ -733,6 +734,8 @@ def run_study(
     runs_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(study.threads)
     records, data = [], {}
+    pending = [run for run, found in planned if found is None]
+    started, seconds_by_dataset = time.perf_counter(), defaultdict(list)
     for run, found in planned:
         if found is not None:
             print(f"[{study.name}] {run.name}: reusing {found}", flush=True)
@@ -748,8 +751,16 @@ def run_study(
         )
         if run.dataset not in data:
             data[run.dataset] = prepare_data(study, run.dataset, data_dir, output_dir, pretrained)
-        print(f"[{study.name}] {run.name}: training", flush=True)
+        remaining = pending[sum(map(len, seconds_by_dataset.values())) :]
+        print(
+            f"[{study.name}] {run.name}: training ({len(remaining)} of {len(pending)} left; "
+            f"{format_duration(time.perf_counter() - started)} elapsed; "
+            f"{eta([r.dataset for r in remaining], seconds_by_dataset)})",
+            flush=True,
+        )
+        begun = time.perf_counter()
         record = train_one(study, data[run.dataset], run, runs_dir / run.name, pretrained)
+        seconds_by_dataset[run.dataset].append(time.perf_counter() - begun)
         write_json(runs_dir / f"{run.name}.json", record)
         print(f"[{study.name}] {run.name}: {format_run(record)}", flush=True)
         records.append(record)

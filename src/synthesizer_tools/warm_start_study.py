@@ -60,7 +60,15 @@ from .arguments import parse_finetuning_arguments, parse_pretraining_arguments
 from .finetuning import run_tasks
 from .model_card import prepare_hub_folder
 from .pretraining import run_pretraining
-from .records import EVAL_RESULTS_FILE, SUMMARY_FILE, environment_info, read_json, write_json
+from .records import (
+    EVAL_RESULTS_FILE,
+    SUMMARY_FILE,
+    environment_info,
+    eta,
+    format_duration,
+    read_json,
+    write_json,
+)
 from .study_config import StudyFileError, checked_fields
 from .tasks import get_task
 
@@ -429,12 +437,6 @@ def run_score(run_dir: Path, task: str) -> float:
     return float(summary["scores"][task])
 
 
-def format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
-
-
 def run_warm_start_study(
     study: WarmStartStudy, data_dir: str | Path, output_dir: str | Path, *, limit: int | None = None
 ) -> dict[str, Any]:
@@ -467,7 +469,7 @@ def run_warm_start_study(
                 len(remaining),
                 total,
                 format_duration(time.perf_counter() - started),
-                eta(remaining, seconds_by_kind),
+                eta([r.kind for r in remaining], seconds_by_kind),
             )
             begun = time.perf_counter()
             same = identical_selection_run(study, run, output_dir)
@@ -503,14 +505,6 @@ def run_warm_start_study(
         "all done" if complete else "more to run: rerun the same command to continue",
     )
     return write_report(study, output_dir)
-
-
-def eta(remaining: Sequence[StudyRun], seconds_by_kind: Mapping[str, list[float]]) -> str:
-    """Estimated time left, from the mean duration of this session's runs of each kind (unknown at first)."""
-    if not all(seconds_by_kind.get(run.kind) for run in remaining):
-        return "ETA after the first run of each kind"
-    left = sum(statistics.fmean(seconds_by_kind[run.kind]) for run in remaining)
-    return f"ETA {format_duration(left)}"
 
 
 # ----------------------------------------------------------------------------------------------------------
