@@ -1,4 +1,5 @@
-"""What every run writes about itself: the result files, the command, the environment, perplexity.
+"""What every run writes about itself: the result files, the command, the environment, perplexity; and
+the progress of a series of runs (elapsed time, ETA).
 
 The training scripts, the study runner and the benchmark record runs the same way, and `model_card` reads these
 records back, so the names of the files and the fields live here once.
