@@ -11,9 +11,9 @@ import torch
 
 from helpers import ALL_VARIANTS, SINGLE_VARIANTS, tiny_config
 from synthesizer_hf import SynthesizerForCausalLM, SynthesizerForMaskedLM, SynthesizerModel
-from synthesizer_hf.biased_attention import biased_attention
+from synthesizer_hf.attention_kernels import AttentionPath
 from synthesizer_hf.modeling_synthesizer import SynthesizerSelfAttention
-from synthesizer_hf.synthesizers import Positions
+from synthesizer_hf.synthesizers import SYNTHESIZERS, Positions
 
 
 def reference_conv(conv, x, keep, causal):
@@ -166,18 +166,10 @@ def test_attention_matches_paper_equation(variant, implementation, causal):
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_sdpa_training_gradients_equal_the_eager_reference(variant, causal, monkeypatch):
-    """In training (grad on) a trainable bias takes `biased_attention`, other mixtures SDPA: float64 outputs
-    and gradients (inputs and every parameter) equal the eager path's."""
-    from synthesizer_hf import modeling_synthesizer
-
-    fused_calls = []
-
-    def counting(*args):
-        fused_calls.append(1)
-        return biased_attention(*args)
-
-    monkeypatch.setattr(modeling_synthesizer, "biased_attention", counting)
+def test_sdpa_training_gradients_equal_the_eager_reference(variant, causal):
+    """In training (grad on) a trainable bias beside query/key factors takes `biased_attention`, the random
+    family its batch-shared kernel, other mixtures SDPA: float64 outputs and gradients (inputs and every
+    parameter) equal the eager path's."""
     config = tiny_config(variant)
     attention = SynthesizerSelfAttention(config, config.layer_attention_types()[0], 0, causal).double()
     with torch.no_grad():  # the module alone is not initialised (torch.empty)
@@ -200,8 +192,15 @@ def test_sdpa_training_gradients_equal_the_eager_reference(variant, causal, monk
             assert sdpa is None, name
         else:
             torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-4)  # eager: float32 softmax
+    config._attn_implementation = "sdpa"
+    path = attention.attention_path(x, Positions(0, 11, 11, key_mask=keep.bool(), causal=causal))
     # mixtures of a trainable-bias synthesizer (random, factorized dense) with a query-key one
-    assert bool(fused_calls) == (variant in ("random+dot", "random+dense", "factorized_dense+symmetric_dot"))
+    fused = variant in ("random+dot", "random+dense", "factorized_dense+symmetric_dot")
+    assert (path is AttentionPath.BIASED_FLASH) == fused, path
+    classes = [SYNTHESIZERS[name] for name in config.layer_attention_types()[0]]
+    # three rows: factorized random shares its softmax in training from four
+    shared = all(cls.input_independent and cls.shared_softmax_min_batch <= 3 for cls in classes)
+    assert (path is AttentionPath.BATCH_SHARED) == shared, path
 
 
 @pytest.mark.parametrize(
@@ -404,20 +403,21 @@ def test_sparse_prediction_gives_the_same_loss_and_gradients():
 
 
 @pytest.mark.parametrize("variant", ["fixed_random", "random"])
-def test_training_keeps_the_shared_softmax_only_of_frozen_tables(variant, monkeypatch):
+def test_training_keeps_the_shared_softmax_only_of_frozen_tables(variant):
     """A frozen R (fixed_random) needs no gradient through P, so training computes softmax(R) once and keeps
-    it until R changes; a trainable R recomputes it every step. Gradients equal the eager path's."""
-    from synthesizer_hf import modeling_synthesizer
-
-    calls = []
-    real = modeling_synthesizer.shared_softmax
-    monkeypatch.setattr(modeling_synthesizer, "shared_softmax", lambda *a: calls.append(1) or real(*a))
+    it until R changes; a trainable R recomputes it every step (into its kept working tensors). Gradients
+    equal the eager path's."""
     model = SynthesizerForMaskedLM(tiny_config(variant)).train()
+    layers = [layer.self_attn for layer in model.synthesizer.layers]
     ids = torch.randint(3, 99, (4, 9))
+    kept = []
     for _ in range(2):
         model(ids, labels=ids).loss.backward()
-    layers = model.config.num_hidden_layers
-    assert len(calls) == (layers if variant == "fixed_random" else 2 * layers)
+        kept.append([layer._shared_weights for layer in layers])
+    if variant == "fixed_random":
+        assert all(first is second is not None for first, second in zip(*kept)), "P is computed once"
+    else:
+        assert all(weights is None for weights in kept[0] + kept[1]), "a trainable R keeps no P"
     gradients = {name: p.grad.clone() / 2 for name, p in model.named_parameters()}
     model.zero_grad()
     model.config._attn_implementation = "eager"
@@ -430,7 +430,9 @@ def test_training_keeps_the_shared_softmax_only_of_frozen_tables(variant, monkey
             if "random_logits" in name:
                 buffer.mul_(3.0)
         model(ids, labels=ids)
-        assert len(calls) == 2 * layers, "an in-place change of R invalidates the kept softmax"
+        assert all(layer._shared_weights is not first for layer, first in zip(layers, kept[1])), (
+            "an in-place change of R invalidates the kept softmax"
+        )
 
 
 @pytest.mark.parametrize("variant", ["random", "factorized_random+fixed_random"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from synthesizer_hf import biased_attention as module
-from synthesizer_hf.biased_attention import biased_attention, uses_biased_attention
+from synthesizer_hf.biased_attention import biased_attention
 
 
 def plain_attention(query, key, value, bias, mask):
@@ -57,16 +57,3 @@ def test_outputs_and_gradients_equal_autograd_of_the_formula(case, monkeypatch):
     torch.testing.assert_close(output, expected)
     for got, want in zip(torch.autograd.grad(output, inputs, grad), expected_grads):
         torch.testing.assert_close(got, want)
-
-
-def test_applies_only_where_sdpa_would_take_its_math_path():
-    query = torch.randn(2, 2, 4, 3)
-    trainable = torch.zeros(1, 2, 4, 4, requires_grad=True)
-    assert uses_biased_attention(trainable, query, dropout=0.0)
-    assert not uses_biased_attention(trainable.detach(), query, dropout=0.0)  # SDPA's fused backward takes it
-    assert not uses_biased_attention(None, query, dropout=0.0)
-    assert not uses_biased_attention(trainable, query, dropout=0.1)  # the CPU flash kernel has no dropout
-    assert not uses_biased_attention(trainable, query.bfloat16(), dropout=0.0)
-    with torch.no_grad():  # inference: any bias (only rows with blocked keys get bias + mask materialised)
-        assert uses_biased_attention(trainable, query, dropout=0.0)
-        assert uses_biased_attention(trainable.detach(), query, dropout=0.0)

@@ -179,6 +179,7 @@ def test_the_model_code_needs_no_training_or_plotting_library():
 
 CORE_MODULES = [
     "",
+    ".attention_kernels",
     ".biased_attention",
     ".caching",
     ".compat",

@@ -19,22 +19,6 @@ import torch
 TILE_ELEMENTS = 1 << 17
 
 
-def uses_biased_attention(bias: torch.Tensor | None, query: torch.Tensor, dropout: float) -> bool:
-    """Whether `biased_attention` applies: a float32/float64 CPU bias, no attention dropout (the flash kernel
-    has none on CPU), outside `torch.compile` and export (which trace SDPA); in training only a bias that
-    needs a gradient (a frozen one keeps SDPA's fused backward), in inference any (SDPA would be given the
-    bias plus the batch's mask materialised for every row; here only rows with blocked keys pay for it)."""
-    return (
-        bias is not None
-        and query.numel() > 0
-        and (bias.requires_grad or not torch.is_grad_enabled())
-        and dropout == 0.0
-        and query.device.type == "cpu"
-        and query.dtype in (torch.float32, torch.float64)
-        and not torch.compiler.is_compiling()
-    )
-
-
 def _row(tensor: torch.Tensor, index: int) -> torch.Tensor:
     """Entry `index` of a leading dimension that may be broadcast (size 1)."""
     return tensor[index if tensor.shape[0] > 1 else 0]

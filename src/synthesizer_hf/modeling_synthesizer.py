@@ -2,14 +2,16 @@
 
 One idea carries the file: an attention layer asks each of its synthesizers for logits, sums them with
 learned mixture weights, masks them, normalises them and applies them to the values. Because every
-synthesizer returns its logits as `query @ key^T + bias`, the whole mixture is ONE call of the
-transformers attention interface: `eager` is the plain reference computation (and returns the attention
-maps), `sdpa` the fused kernel.
+synthesizer returns its logits as `query @ key^T + bias`, the whole mixture is ONE call of one kernel:
+the transformers attention interface (`eager`, the plain reference computation that returns the attention
+maps; `sdpa`, the fused kernel) or one of the kernels of `attention_kernels`, which also holds the one rule
+that picks the kernel of a call.
 
 Layout: BERT-like post-LayerNorm blocks. `SynthesizerModel` is the bidirectional encoder;
 `SynthesizerDecoder` the causal stack (with dot-product cross-attention in the encoder-decoder).
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -39,7 +41,20 @@ from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .biased_attention import biased_attention, uses_biased_attention
+from .attention_kernels import (
+    AttentionCall,
+    AttentionPath,
+    KeptBuffers,
+    LayerTraits,
+    batch_shared_attention,
+    biased_attention,
+    choose_attention_path,
+    eager_attention_forward,
+    equal_widths,
+    kept_batch_shared_attention,
+    shared_softmax,
+    softmax_attention,
+)
 from .caching import static_key_slots, update_value_only
 from .compat import CACHE_ARGUMENT, accepts_old_cache_name, output_cache
 from .configuration_synthesizer import SynthesizerConfig
@@ -53,73 +68,6 @@ from .synthesizers import (
 )
 
 logger = logging.get_logger(__name__)
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float = 1.0,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference path: softmax(q k^T * scaling + mask) v, materialising (and returning) the weights."""
-    logits = torch.matmul(query, key.transpose(2, 3))
-    if scaling != 1.0:
-        logits = logits * scaling
-    if attention_mask is not None:
-        logits = logits + attention_mask
-    return softmax_attention(module, logits, value, dropout)
-
-
-def softmax_attention(
-    module: nn.Module, logits: torch.Tensor, value: torch.Tensor, dropout: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(logits) v with attention dropout; returns `[batch, q, heads, d]` and the weights."""
-    weights = nn.functional.softmax(logits, dim=-1, dtype=torch.float32).to(value.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-def shared_softmax(logits: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
-    """P = softmax(logits) for `[heads, q, k]` logits shared by the batch, future keys excluded in a decoder.
-
-    One fused kernel forward and one backward over the `[heads, q, k]` table (the training cost of the random
-    synthesizers at long L is these passes, not the matmuls)."""
-    key_length, query_length = logits.shape[-1], logits.shape[-2]
-    if causal and query_length > 1:
-        rows = torch.arange(key_length - query_length, key_length, device=logits.device)[:, None]
-        future = torch.arange(key_length, device=logits.device)[None, :] > rows
-        logits = logits.masked_fill(future, float("-inf"))
-    return torch.softmax(logits, dim=-1, dtype=torch.float32).to(dtype)
-
-
-def batch_shared_attention(
-    weights: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None
-) -> torch.Tensor | None:
-    """softmax(logits) @ value for logits shared by the whole batch (random synthesizers), given
-    P = `shared_softmax(logits)` `[heads, q, k]`.
-
-    Key padding is handled by renormalising, Y_b = (P @ (m_b * V_b)) / (P @ m_b), so no
-    `[batch, heads, q, k]` tensor exists. The batch is folded into the matmul's columns (a broadcast matmul
-    would copy P per batch row). Returns `[batch, q, heads, d]`, or None when a row's real keys all
-    underflow against a padded key that holds the row maximum (the caller then takes the exact path).
-    """
-    batch, heads, key_length, head_dim = value.shape
-    query_length = weights.shape[1]
-    if key_padding_mask is None:
-        columns = value.permute(1, 2, 0, 3).reshape(heads, key_length, batch * head_dim)
-        return (weights @ columns).view(heads, query_length, batch, head_dim).permute(2, 1, 0, 3)
-    keep = key_padding_mask.to(value.dtype)[:, None, :, None].expand(batch, heads, key_length, 1)
-    stacked = torch.cat([value * keep, keep], dim=-1)  # the last column accumulates the denominator
-    columns = stacked.permute(1, 2, 0, 3).reshape(heads, key_length, batch * (head_dim + 1))
-    totals = (weights @ columns).view(heads, query_length, batch, head_dim + 1)
-    denominator = totals[..., head_dim:]
-    if not torch.compiler.is_compiling() and bool((denominator < torch.finfo(denominator.dtype).tiny).any()):
-        return None
-    return (totals[..., :head_dim] / denominator).permute(2, 1, 0, 3)
 
 
 def check_attention_mask(attention_mask: torch.Tensor | None, batch_size: int, key_length: int) -> None:
@@ -250,7 +198,8 @@ class SynthesizerSelfAttention(nn.Module):
 
     Values G(X), the output projection and the mixture weights alpha = softmax(mixture_logits) are shared;
     each synthesizer brings its own logits. Only token-dependent keys (dot-product components) are cached,
-    so a pure-synthesizer decoder caches values only.
+    so a pure-synthesizer decoder caches values only. Which kernel computes a call is decided in one place,
+    `attention_kernels.choose_attention_path` (`attention_path` asks it).
     """
 
     def __init__(self, config: SynthesizerConfig, components: tuple[str, ...], layer_idx: int, causal: bool):
@@ -265,21 +214,26 @@ class SynthesizerSelfAttention(nn.Module):
         self.mixture_logits = nn.Parameter(torch.zeros(len(components))) if len(components) > 1 else None
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
+        classes = [SYNTHESIZERS[name] for name in components]
         # components whose per-token features the layer computes once and caches: keys, or inputs
         self.token_key_components = [
-            name
-            for name in components
-            if self.synthesizers[name].uses_token_keys or self.synthesizers[name].reads_neighbours
+            name for name, cls in zip(components, classes) if cls.uses_token_keys or cls.reads_neighbours
         ]
-        self.input_independent = all(SYNTHESIZERS[name].input_independent for name in components)
-        self.shared_softmax_min_batch = max(
-            SYNTHESIZERS[name].shared_softmax_min_batch for name in components
+        self.bias_components = [name for name, cls in zip(components, classes) if cls.gives_bias]
+        self.traits = LayerTraits(
+            input_independent=all(cls.input_independent for cls in classes),
+            shared_softmax_min_batch=max(cls.shared_softmax_min_batch for cls in classes),
+            has_factors=any(not cls.gives_bias for cls in classes),
+            has_bias=bool(self.bias_components),
         )
-        self.reads_neighbours = any(SYNTHESIZERS[name].reads_neighbours for name in components)
-        self._shared_weights_key, self._shared_weights = (
-            None,
-            None,
-        )  # the batch-shared softmax, kept where it needs no gradient
+        # the batch-shared softmax, kept where it needs no gradient; the working tensors of its training step
+        self._shared_weights_key, self._shared_weights = None, None
+        self.kept_buffers = KeptBuffers()
+
+    def train(self, mode: bool = True):
+        if not mode:  # evaluation needs no training working tensors: give their memory back
+            self.kept_buffers.clear()
+        return super().train(mode)
 
     def synthesizer(self, name: str) -> Synthesizer:
         """The synthesizer `name` itself. An adapter library may wrap it to adapt its tables (PEFT's
@@ -296,32 +250,67 @@ class SynthesizerSelfAttention(nn.Module):
             self.synthesizers[name](hidden_states, positions, keys_by_component.get(name))
             for name in self.components
         ]
+        for name, part in zip(self.components, parts):  # the kernel was chosen from this trait
+            if (part.query is None) != SYNTHESIZERS[name].gives_bias:
+                raise TypeError(
+                    f"Synthesizer {name!r} returned {'a bias' if part.query is None else 'query/key factors'} "
+                    f"but its class sets gives_bias = {SYNTHESIZERS[name].gives_bias}: set gives_bias = True "
+                    "exactly when forward returns SynthesizedLogits(bias=...) without query and key."
+                )
         return combine_logits(parts, self.mixture_weights())
 
-    def batch_shared_weights(self, hidden_states, positions: Positions) -> torch.Tensor | None:
-        """P of the batch-shared softmax when every component ignores the input (random, fixed random,
-        factorized random), else None. P is kept until a parameter changes (`_version`) where it needs no
-        gradient: in inference, and in training when every table is frozen (`fixed_random`).
+    def mixture_weights(self) -> torch.Tensor | None:
+        """alpha of eq. 8: positive and summing to 1."""
+        return None if self.mixture_logits is None else torch.softmax(self.mixture_logits, dim=0)
 
-        Not under `eager` (the reference path, which also returns the weights), nor with attention dropout
-        (it needs a different dropout mask per batch row), nor with per-row positions (left padding), nor for
-        a training batch smaller than the components' `shared_softmax_min_batch` (in inference P is kept, so
-        sharing it always pays).
-        """
-        if (
-            not self.input_independent
-            or positions.query is not None
-            or self.config._attn_implementation == "eager"
-            or (self.training and self.dropout > 0)
-            or (self.training and hidden_states.shape[0] < self.shared_softmax_min_batch)
-        ):
-            return None
-        tensors = [*self.synthesizers.parameters(), *self.synthesizers.buffers()]
-        if self.mixture_logits is not None:
-            tensors.append(self.mixture_logits)
-        # P needs no gradient in inference, nor in training when every table is frozen (fixed random)
+    def table_tensors(self, names) -> list[torch.Tensor]:
+        """The parameters and buffers of the components `names`, and the mixture weights."""
+        tensors = [
+            t
+            for name in names
+            for t in (*self.synthesizers[name].parameters(), *self.synthesizers[name].buffers())
+        ]
+        return tensors if self.mixture_logits is None else [*tensors, self.mixture_logits]
+
+    def attention_path(
+        self, hidden_states: torch.Tensor, positions: Positions, batch_shared: bool = True
+    ) -> AttentionPath:
+        """The kernel that a call with these inputs takes (`batch_shared=False`: the path when the batch-shared
+        softmax is not taken)."""
+        grad_enabled = torch.is_grad_enabled()
+        call = AttentionCall(
+            implementation=self.config._attn_implementation,
+            batch_size=hidden_states.shape[0],
+            training=self.training,
+            dropout=self.dropout if self.training else 0.0,
+            per_row_positions=positions.query is not None,
+            grad_enabled=grad_enabled,
+            bias_needs_gradient=grad_enabled
+            and any(t.requires_grad for t in self.table_tensors(self.bias_components)),
+            device_type=hidden_states.device.type,
+            dtype=hidden_states.dtype,
+            empty=hidden_states.numel() == 0 or positions.key_length == 0,
+            compiling=torch.compiler.is_compiling(),
+        )
+        traits = self.traits if batch_shared else dataclasses.replace(self.traits, input_independent=False)
+        return choose_attention_path(traits, call)
+
+    def batch_shared_output(
+        self, hidden_states, positions: Positions, value: torch.Tensor, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The `BATCH_SHARED` kernel. P = softmax(S) is kept until a parameter changes (`_version`) where it needs
+        no gradient: in inference, and in training when every table is frozen (`fixed_random`); a training step
+        on CPU keeps its `[heads, q, k]` working tensors instead (`KeptBuffers`)."""
+        tensors = self.table_tensors(self.components)
         needs_gradient = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        reuse = not needs_gradient and not torch.compiler.is_compiling()
+        compiling = torch.compiler.is_compiling()
+        on_cpu = hidden_states.device.type == "cpu" and hidden_states.dtype in (torch.float32, torch.float64)
+        if needs_gradient and not compiling and on_cpu:
+            logits = self.synthesized_logits(hidden_states, positions, {})
+            return kept_batch_shared_attention(
+                logits, value, key_padding_mask, self.causal, self.kept_buffers
+            )
+        reuse = not needs_gradient and not compiling
         if reuse:
             key = (
                 positions.past_length,
@@ -331,21 +320,41 @@ class SynthesizerSelfAttention(nn.Module):
                 hidden_states.device,
                 tuple((id(t), t._version) for t in tensors),
             )
-            if self._shared_weights_key == key:
-                return self._shared_weights
+            if self._shared_weights_key != key:
+                self._shared_weights_key, self._shared_weights = (
+                    key,
+                    self.shared_weights(hidden_states, positions),
+                )
+            weights = self._shared_weights
+        else:
+            weights = self.shared_weights(hidden_states, positions)
+        return batch_shared_attention(weights, value, key_padding_mask)
+
+    def shared_weights(self, hidden_states, positions: Positions) -> torch.Tensor:
+        """P = softmax(S) `[heads, q, k]` of the batch-shared logits."""
         logits = self.synthesized_logits(hidden_states, positions, {})
         # squeeze, not [0]: the backward of a view is a view, that of an index fills a zero tensor first
         shared = logits.bias.squeeze(0) if logits.bias is not None else 0.0
         if logits.query is not None:
             shared = shared + logits.query.squeeze(0) @ logits.key.squeeze(0).transpose(-1, -2)
-        weights = shared_softmax(shared, self.causal, hidden_states.dtype)
-        if reuse:
-            self._shared_weights_key, self._shared_weights = key, weights
-        return weights
+        return shared_softmax(shared, self.causal, hidden_states.dtype)
 
-    def mixture_weights(self) -> torch.Tensor | None:
-        """alpha of eq. 8: positive and summing to 1."""
-        return None if self.mixture_logits is None else torch.softmax(self.mixture_logits, dim=0)
+    def values_and_keys(self, hidden_states, cache: Cache | None) -> tuple[torch.Tensor, dict]:
+        """Values and each token-key component's keys (or inputs), with the cache's earlier tokens."""
+        value = split_heads(self.value(hidden_states), self.num_heads)
+        token_keys = [
+            self.synthesizer(name).cached_per_token(hidden_states) for name in self.token_key_components
+        ]
+        if not token_keys:
+            if cache is not None:  # no token-dependent keys: the cache keeps values only
+                value = update_value_only(cache, value, self.layer_idx)
+            return value, {}
+        keys = torch.cat(token_keys, dim=-1)
+        if cache is not None:
+            self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            keys, value = self_cache.update(keys, value, self.layer_idx)
+        widths = [k.shape[-1] for k in token_keys]
+        return value, dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
 
     def forward(
         self,
@@ -358,47 +367,30 @@ class SynthesizerSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`attention_mask` is additive `[batch | 1, 1, q, k]`; `key_padding_mask` the same keys as `[batch, k]`."""
         batch, length, _ = hidden_states.shape
-        value = split_heads(self.value(hidden_states), self.num_heads)
-        token_keys = [
-            self.synthesizer(name).cached_per_token(hidden_states) for name in self.token_key_components
-        ]
-        keys_by_component = {}
-        if token_keys:
-            keys = torch.cat(token_keys, dim=-1)
-            if cache is not None:
-                self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-                keys, value = self_cache.update(keys, value, self.layer_idx)
-            widths = [k.shape[-1] for k in token_keys]
-            keys_by_component = dict(zip(self.token_key_components, keys.split(widths, dim=-1)))
-        elif cache is not None:  # no token-dependent keys: the cache keeps values only
-            value = update_value_only(cache, value, self.layer_idx)
-
-        shared_weights = self.batch_shared_weights(hidden_states, positions)
-        if shared_weights is not None:
-            output = batch_shared_attention(shared_weights, value, key_padding_mask)
+        value, keys_by_component = self.values_and_keys(hidden_states, cache)
+        path = self.attention_path(hidden_states, positions)
+        if path is AttentionPath.BATCH_SHARED:
+            output = self.batch_shared_output(hidden_states, positions, value, key_padding_mask)
             if output is not None:
                 warn_if_weights_asked(kwargs)
                 return output.reshape(batch, length, -1), None
+            path = self.attention_path(
+                hidden_states, positions, batch_shared=False
+            )  # underflow: the exact path
         logits = self.synthesized_logits(hidden_states, positions, keys_by_component)
         dropout = self.dropout if self.training else 0.0
-        # SDPA would take its math path for a trainable bias, and add the mask to the bias for every row
-        fused_bias = (
-            logits.query is not None
-            and self.config._attn_implementation == "sdpa"
-            and uses_biased_attention(logits.bias, logits.query, dropout)
-        )
-        if logits.bias is not None and not fused_bias:
+        if logits.bias is not None and path is not AttentionPath.BIASED_FLASH:  # the bias joins the mask
             mask = logits.bias if attention_mask is None else logits.bias + attention_mask
             if mask.dtype == torch.float16:  # the only dtype where bias + minimum can overflow to -inf
                 mask = mask.clamp_min(torch.finfo(mask.dtype).min)
             attention_mask = mask.expand(batch, -1, length, -1)
-        if logits.query is None:  # pure bias (factorized dense, gathered random): softmax(bias) V directly
+        if path is AttentionPath.BIAS_SOFTMAX:
             output, weights = softmax_attention(self, attention_mask, value, dropout)
         else:
             query, key, value = equal_widths(
                 logits.query.expand(batch, -1, -1, -1), logits.key.expand(batch, -1, -1, -1), value
             )
-            if fused_bias:
+            if path is AttentionPath.BIASED_FLASH:
                 output, weights = biased_attention(query, key, value, logits.bias, attention_mask), None
             else:
                 attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -429,17 +421,6 @@ def warn_if_weights_asked(kwargs: dict) -> None:
             "so none are returned. Load the model with attn_implementation='eager' (or call "
             "model.set_attn_implementation('eager')) to get them."
         )
-
-
-def equal_widths(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
-    """Zero-pad queries/keys or values to one feature width: CPU/GPU fused SDPA kernels require it
-    (zero query/key features add nothing to the logits; zero value features are sliced off the output)."""
-    difference = query.shape[-1] - value.shape[-1]
-    if difference > 0:
-        value = nn.functional.pad(value, (0, difference))
-    elif difference < 0:
-        query, key = nn.functional.pad(query, (0, -difference)), nn.functional.pad(key, (0, -difference))
-    return query, key, value
 
 
 class SynthesizerCrossAttention(nn.Module):

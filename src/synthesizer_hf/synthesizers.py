@@ -99,6 +99,7 @@ class Synthesizer(nn.Module):
     reads_neighbours: ClassVar[bool] = False  # F reads nearby tokens too: the layer caches its inputs
     length_bound: ClassVar[bool] = False  # parameters per position: the synthesizer length L bounds inputs
     input_independent: ClassVar[bool] = False  # logits ignore the input: one softmax serves the whole batch
+    gives_bias: ClassVar[bool] = False  # its logits are a `[q, k]` table (bias), not query/key factors
     # training batches smaller than this take the per-row path instead of the batch-shared softmax
     shared_softmax_min_batch: ClassVar[int] = 1
     config_fields: ClassVar[tuple[str, ...]] = ()  # the size fields of the config it reads (positive ints)
@@ -266,6 +267,7 @@ class RandomSynthesizer(LengthBoundSynthesizer):
     logits = "R, a learned L x L matrix (eq. 4)"
     summary = "attention weights that ignore the input: a learned global alignment per position"
     input_independent = True
+    gives_bias = True
 
     def __init__(self, config: SynthesizerConfig, trainable: bool = True):
         super().__init__(config)
@@ -613,6 +615,7 @@ class FactorizedDenseSynthesizer(LengthBoundSynthesizer):
     paper_name = "Factorized Dense"
     logits = "flatten(A_i outer B_i), A in R^a, B in R^b, a*b = L (eq. 5-6)"
     summary = "a dense synthesizer whose L outputs are the outer product of an a- and a b-vector"
+    gives_bias = True
     config_fields = (
         "synthesizer_length",
         "dense_synthesizer_hidden_size",

@@ -60,6 +60,7 @@ def source_digest() -> str:
         "configuration_synthesizer.py",
         "modeling_synthesizer.py",
         "synthesizers.py",
+        "attention_kernels.py",
         "biased_attention.py",
     )
     return hashlib.sha256(b"".join((package / name).read_bytes() for name in names)).hexdigest()[:12]
