@@ -37,8 +37,16 @@ def test_quick_benchmark_writes_results(tmp_path):
         (name, mode) for name in ("bert-sdpa", "dot", "random") for mode in ("train", "inference")
     }
     record = results["throughput"][0]
-    for key in ("tokens_per_s", "tokens_per_cpu_s", "cpu_utilisation", "flops_per_token", "parameters"):
+    for key in (
+        "tokens_per_s",
+        "tokens_per_cpu_s",
+        "cpu_utilisation",
+        "flops_per_token",
+        "parameters",
+        "faulted_bytes_per_step",
+    ):
         assert key in record, key
+    assert all(r["faulted_bytes_per_step"] >= 0 for r in results["throughput"])
     assert all(m["exitcode"] == 0 and m["peak_rss_bytes"] > 0 for m in results["memory"])
     random_row = next(r for r in results["summary"] if r["contender"] == "random")
     for key in (
@@ -53,7 +61,8 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert set(decoders) == {"gpt2-sdpa", "dot", "random"}
     assert decoders["random"]["cache_bytes_per_token"] < decoders["gpt2-sdpa"]["cache_bytes_per_token"]
     assert set(results["profile"]) == {"bert-sdpa", "random", "random+dot"}
-    assert (tmp_path / "results.md").read_text().startswith("# Benchmark results")
+    report = (tmp_path / "results.md").read_text()
+    assert report.startswith("# Benchmark results") and "memory faulted in per step" in report
     for name in results["plots"]:
         assert (tmp_path / name).stat().st_size > 0
 

@@ -378,14 +378,17 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
                 "repeats": max(1, math.ceil(settings.min_time / warm)),
                 "seconds": [],
                 "cpu_seconds": [],
+                "faulted_bytes": [],
             }
     for order in rotations(contenders, settings.rounds):
         for mode in MODES:
             for contender in order:
                 record = records[contender.name, mode]
+                faults = minor_faults()
                 seconds, cpu_seconds = timed(contender.step(mode), record["repeats"], settings.device)
                 record["seconds"].append(seconds)
                 record["cpu_seconds"].append(cpu_seconds)
+                record["faulted_bytes"].append((minor_faults() - faults) * PAGE_BYTES / record["repeats"])
     after = machine_state()
     del contenders
     gc.collect()
@@ -395,9 +398,20 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
     return list(records.values())
 
 
+def minor_faults() -> int:
+    """Pages this process has faulted in so far: memory the allocator mapped afresh (glibc maps every tensor
+    above 32 MiB anew, and its pages fault in again at every step)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+PAGE_BYTES = resource.getpagesize()
+
+
 def finish(record: dict[str, Any], tokens: int) -> None:
     """Medians over rounds: tokens per wall second, tokens per CPU second, and CPU utilisation per round."""
     record["cpu_utilisation"] = [cpu / wall for cpu, wall in zip(record["cpu_seconds"], record["seconds"])]
+    if record.get("faulted_bytes"):
+        record["faulted_bytes_per_step"] = statistics.median(record["faulted_bytes"])
     record["tokens_per_s"] = tokens / statistics.median(record["seconds"])
     record["tokens_per_cpu_s"] = tokens / statistics.median(record["cpu_seconds"])
 

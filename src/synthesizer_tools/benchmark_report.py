@@ -93,6 +93,7 @@ def compare_contenders(results: dict[str, Any]) -> list[dict[str, Any]]:
             row[f"{mode}_flop_fraction_cpu"] = record["tokens_per_cpu_s"] * record["flops_per_token"] / peak
             row[f"{mode}_flops_per_token"] = record["flops_per_token"]
             row[f"{mode}_cpu_utilisation"] = statistics.median(record["cpu_utilisation"])
+            row[f"{mode}_faulted_bytes"] = record.get("faulted_bytes_per_step")
             for reference, key in ((BASELINE, "bert"), (REFERENCE_VARIANT, "dot")):
                 other = speed.get((size, length, reference, mode))
                 if other is not None:
@@ -240,6 +241,11 @@ TABLES = (
         lambda v: f"{100 * v:.0f}%",
     ),
     ("Inference: fraction of the FLOP limit reached", "inference_flop_fraction", lambda v: f"{100 * v:.0f}%"),
+    (
+        "Training: memory faulted in per step (MiB; fresh pages the allocator mapped, median over rounds)",
+        "train_faulted_bytes",
+        lambda v: f"{v / 2**20:,.0f}",
+    ),
     ("Parameters (millions)", "parameters", lambda v: f"{v / 1e6:.2f}"),
 )
 
