@@ -177,6 +177,19 @@ def test_the_model_code_needs_no_training_or_plotting_library():
             assert roots <= declared | sys.stdlib_module_names, (suffix, roots)
 
 
+def test_the_model_file_imports_every_module_of_the_model_itself():
+    """Loading remote code, transformers 5.4 copies only the direct relative imports of the model's file into its
+    module cache: a module imported only through another (attention_kernels -> biased_attention) would be missing
+    there."""
+    from transformers.dynamic_module_utils import get_relative_import_files, get_relative_imports
+
+    package = Path(synthesizer_hf.__file__).parent
+    for name in ("modeling_synthesizer.py", "configuration_synthesizer.py"):
+        direct = {package / f"{module}.py" for module in get_relative_imports(package / name)}
+        needed = {Path(f) for f in get_relative_import_files(package / name)} - {package / name}
+        assert needed == direct, name
+
+
 CORE_MODULES = [
     "",
     ".attention_kernels",

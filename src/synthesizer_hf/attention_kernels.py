@@ -7,7 +7,7 @@ differ in what they materialise:
   `[heads, q, k]` table for the whole batch: one softmax, applied to every row's values.
 - `BIAS_SOFTMAX`: logits with no query/key factors (factorized dense, gathered random): softmax(bias + mask) V.
 - `BIASED_FLASH`: query/key factors plus a bias that needs a gradient, on CPU (random+dot, ...): a fused
-  forward and a tiled backward (`biased_attention`), where SDPA would take its materialising math path.
+  forward and a tiled backward (`biased_attention.py`), where SDPA would take its materialising math path.
 - `INTERFACE`: the transformers attention interface of the config (`eager`, `sdpa`, `flash_attention_2`, ...),
   the bias (if any) added to the mask.
 
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .biased_attention import biased_attention
 from .synthesizers import SynthesizedLogits
 
 
@@ -311,7 +310,6 @@ __all__ = [
     "KeptBuffers",
     "LayerTraits",
     "batch_shared_attention",
-    "biased_attention",
     "choose_attention_path",
     "eager_attention_forward",
     "equal_widths",

@@ -41,13 +41,14 @@ from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+# Every module of the model is imported by this file: loading remote code, transformers 5.4 copies only the
+# direct relative imports of the model's file into its module cache (so not attention_kernels' own imports)
 from .attention_kernels import (
     AttentionCall,
     AttentionPath,
     KeptBuffers,
     LayerTraits,
     batch_shared_attention,
-    biased_attention,
     choose_attention_path,
     eager_attention_forward,
     equal_widths,
@@ -55,6 +56,7 @@ from .attention_kernels import (
     shared_softmax,
     softmax_attention,
 )
+from .biased_attention import biased_attention
 from .caching import static_key_slots, update_value_only
 from .compat import CACHE_ARGUMENT, accepts_old_cache_name, output_cache
 from .configuration_synthesizer import SynthesizerConfig
