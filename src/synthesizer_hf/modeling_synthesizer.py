@@ -222,6 +222,7 @@ class SynthesizerSelfAttention(nn.Module):
             name for name, cls in zip(components, classes) if cls.uses_token_keys or cls.reads_neighbours
         ]
         self.bias_components = [name for name, cls in zip(components, classes) if cls.gives_bias]
+        self.reads_neighbours = any(cls.reads_neighbours for cls in classes)  # packed or 4D masks: refused
         self.traits = LayerTraits(
             input_independent=all(cls.input_independent for cls in classes),
             shared_softmax_min_batch=max(cls.shared_softmax_min_batch for cls in classes),
