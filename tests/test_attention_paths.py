@@ -99,6 +99,8 @@ def test_a_layer_asks_for_its_path_from_its_traits_and_the_call():
     assert mixture.attention_path(x, positions) is AttentionPath.BIASED_FLASH
     with torch.no_grad():
         assert mixture.attention_path(x.bfloat16(), positions) is AttentionPath.INTERFACE
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 hidden states, bfloat16 projections
+        assert mixture.attention_path(x, positions) is AttentionPath.INTERFACE
 
 
 def test_attention_dropout_gives_each_row_its_own_mask():

@@ -281,6 +281,7 @@ class SynthesizerSelfAttention(nn.Module):
         """The kernel that a call with these inputs takes (`batch_shared=False`: the path when the batch-shared
         softmax is not taken)."""
         grad_enabled = torch.is_grad_enabled()
+        device_type = hidden_states.device.type
         call = AttentionCall(
             implementation=self.config._attn_implementation,
             batch_size=hidden_states.shape[0],
@@ -290,8 +291,8 @@ class SynthesizerSelfAttention(nn.Module):
             grad_enabled=grad_enabled,
             bias_needs_gradient=grad_enabled
             and any(t.requires_grad for t in self.table_tensors(self.bias_components)),
-            device_type=hidden_states.device.type,
-            dtype=hidden_states.dtype,
+            device_type=device_type,
+            dtype=compute_dtype(hidden_states),
             empty=hidden_states.numel() == 0 or positions.key_length == 0,
             compiling=torch.compiler.is_compiling(),
         )
@@ -307,7 +308,10 @@ class SynthesizerSelfAttention(nn.Module):
         tensors = self.table_tensors(self.components)
         needs_gradient = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         compiling = torch.compiler.is_compiling()
-        on_cpu = hidden_states.device.type == "cpu" and hidden_states.dtype in (torch.float32, torch.float64)
+        on_cpu = hidden_states.device.type == "cpu" and compute_dtype(hidden_states) in (
+            torch.float32,
+            torch.float64,
+        )
         if needs_gradient and not compiling and on_cpu:
             logits = self.synthesized_logits(hidden_states, positions, {})
             return kept_batch_shared_attention(
@@ -413,6 +417,15 @@ class SynthesizerSelfAttention(nn.Module):
             # the first fails on the second. A copy holds on both.
             output = output.clone(memory_format=torch.contiguous_format)
         return output.reshape(batch, length, -1), weights
+
+
+def compute_dtype(hidden_states: torch.Tensor) -> torch.dtype:
+    """The dtype the attention computes in: autocast's where it is on (the projections then give it), else the
+    hidden states'."""
+    device_type = hidden_states.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return hidden_states.dtype
 
 
 def warn_if_weights_asked(kwargs: dict) -> None:
