@@ -3,6 +3,7 @@
 Timings are never asserted (the machine is shared); only that every stage produced its fields.
 """
 
+import itertools
 import json
 
 import pytest
@@ -186,3 +187,38 @@ def test_compiled_decoding_is_timed_against_eager_decoding_with_the_same_tokens(
             record["compiled_static_tokens_per_s"] / record["eager_dynamic_tokens_per_s"]
         )
     assert "### Compiled decoding" in (tmp_path / "results.md").read_text()
+
+
+def test_training_rounds_run_back_to_back_so_kept_working_memory_is_measured(monkeypatch):
+    """`eval()` frees a model's kept training tensors: every timed training step must follow a training step of
+    the same model (an untimed one first), never an inference step, or the benchmark would time first steps."""
+    from synthesizer_tools import benchmark_measure
+    from synthesizer_tools.benchmark_measure import Settings, measure_throughput
+
+    steps = []
+    for name in ("train_step", "inference_step"):
+        real = getattr(benchmark_measure.EncoderContender, name)
+
+        def recorded(self, batch=None, real=real, name=name):
+            steps.append((self.name, name, timing[0]))
+            return real(self, batch)
+
+        monkeypatch.setattr(benchmark_measure.EncoderContender, name, recorded)
+    timing = [False]
+    real_timed = benchmark_measure.timed
+
+    def timed(step, repeats, device="cpu"):
+        timing[0] = True
+        try:
+            return real_timed(step, repeats, device)
+        finally:
+            timing[0] = False
+
+    monkeypatch.setattr(benchmark_measure, "timed", timed)
+    settings = Settings(contenders=["bert-sdpa", "random"], tokens=64, rounds=2, min_time=0.0)
+    measure_throughput("micro", 32, settings)
+    for contender in ("bert-sdpa", "random"):
+        own = [(mode, was_timed) for name, mode, was_timed in steps if name == contender]
+        for previous, (mode, was_timed) in itertools.pairwise(own):
+            if was_timed and mode == "train_step":
+                assert previous[0] == "train_step", own

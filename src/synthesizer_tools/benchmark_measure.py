@@ -380,8 +380,12 @@ def measure_throughput(size: str, length: int, settings: Settings) -> list[dict[
                 "cpu_seconds": [],
                 "faulted_bytes": [],
             }
-    for order in rotations(contenders, settings.rounds):
-        for mode in MODES:
+    # All training rounds, then all inference rounds: a model in training keeps its working memory between steps
+    # (as under the Trainer, which evaluates rarely), and `eval()` frees it; one untimed step restores it.
+    for mode in MODES:
+        for contender in contenders:
+            contender.step(mode)()
+        for order in rotations(contenders, settings.rounds):
             for contender in order:
                 record = records[contender.name, mode]
                 faults = minor_faults()
