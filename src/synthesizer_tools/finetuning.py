@@ -102,7 +102,7 @@ def run_task(
     # the training speed is recorded beside the scores (the warm-start study reads it as its throughput row)
     metrics: dict[str, float] = {
         key: trained.metrics[key]
-        for key in ("train_runtime", "train_samples_per_second")
+        for key in ("train_runtime", "train_samples_per_second", "train_cpu_share")
         if key in trained.metrics
     }
     for split_name in [s for s in raw if s.startswith("validation")]:

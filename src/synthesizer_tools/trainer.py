@@ -104,9 +104,17 @@ def save_final_model(trainer: Trainer) -> None:
 
 def train(trainer: Trainer, save_model: bool = True) -> tuple[TrainOutput, str | None]:
     """Train, resuming as `--resume_from_checkpoint` says (in the trainer's output folder), and save the final
-    model unless told not to; returns the Trainer's result and the checkpoint resumed from (None: none)."""
+    model unless told not to; returns the Trainer's result (its metrics with `train_cpu_share`) and the
+    checkpoint resumed from (None: none)."""
     checkpoint = resolve_checkpoint(trainer.args.resume_from_checkpoint, trainer.args.output_dir)
+    cpu_seconds, wall_seconds = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    # the share of its threads' time the run got: about 1 alone on the machine, less beside other work (whose
+    # speed then is not a throughput figure)
+    wall_seconds = (time.perf_counter() - wall_seconds) * torch.get_num_threads()
+    result.metrics["train_cpu_share"] = round(
+        (time.process_time() - cpu_seconds) / max(wall_seconds, 1e-9), 3
+    )
     if save_model:
         save_final_model(trainer)
     return result, checkpoint
