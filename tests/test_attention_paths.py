@@ -186,3 +186,23 @@ def test_a_synthesizer_whose_logits_contradict_its_trait_is_named(monkeypatch):
     model = SynthesizerModel(tiny_config("random"))
     with pytest.raises(TypeError, match="'random' returned a bias but its class sets gives_bias = False"):
         model(torch.randint(3, 99, (2, 8)))
+
+
+def test_a_backward_releases_only_the_softmax_of_its_own_call():
+    """The second call's backward must not free the first call's kept P for a third call to write over."""
+    torch.manual_seed(0)
+    model = SynthesizerModel(tiny_config("random")).double().train()
+    a, b, c = torch.randint(3, 99, (3, 2, 10))
+    weights = torch.randn(2, 10, 32, dtype=torch.float64)
+    first = (model(a).last_hidden_state * weights).sum()
+    (model(b).last_hidden_state ** 2).sum().backward()
+    (model(c).last_hidden_state ** 2).sum().backward()
+    model.zero_grad()
+    first.backward()
+    fast = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.config._attn_implementation = "eager"
+    (model(a).last_hidden_state * weights).sum().backward()
+    for name, parameter in model.named_parameters():
+        if name in fast:
+            torch.testing.assert_close(fast[name], parameter.grad, atol=1e-6, rtol=1e-5, msg=name)

@@ -171,8 +171,11 @@ class KeptBuffers:
         if self._tensors.get(name) is tensor:
             self._readers[name] = weakref.ref(ctx)
 
-    def release(self, name: str) -> None:
-        self._readers.pop(name, None)
+    def release(self, name: str, ctx) -> None:
+        """The backward of `ctx` has read the kept `name` (the backward of another call releases nothing)."""
+        reader = self._readers.get(name)
+        if reader is not None and reader() is ctx:
+            del self._readers[name]
 
     def clear(self) -> None:
         self._tensors.clear()
@@ -229,7 +232,7 @@ class KeptBatchSharedAttention(torch.autograd.Function):
             torch.ops.aten._softmax_backward_data.out(
                 grad_weights, weights, -1, weights.dtype, grad_input=grad_logits
             )
-        buffers.release("weights")
+        buffers.release("weights", ctx)
         grad_query = grad_key = None
         if query is not None:
             grad_query = grad_logits @ key if ctx.needs_input_grad[1] else None
