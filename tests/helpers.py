@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -94,6 +95,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def leave_process_group() -> NoReturn:
+    """End a worker process that ran a gloo process group: wait for every rank, tear the group down, then exit
+    without finalizing Python. Call it once everything the worker writes is written and closed.
+
+    Why: gloo's threads can outlive `destroy_process_group` while they hold work objects whose tensors Python owns
+    (DTensor's sharding caches keep FSDP's device mesh alive, DeepSpeed's ZeRO-3 keeps its own references). A
+    normal exit finalizes the interpreter, and a thread that then needs the GIL aborts the process with
+    "terminate called without an active exception" (SIGABRT), after the work is done. It happened rarely, on
+    a loaded machine, to both the FSDP and the DeepSpeed workers. torch has no fix for it yet (an atexit teardown,
+    pytorch/pytorch#179291, was abandoned).
+    """
+    import torch.distributed as dist
+
+    dist.barrier()  # no rank tears gloo down while another still talks to it
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def all_finite_gradients(model: torch.nn.Module) -> None:

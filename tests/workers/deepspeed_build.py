@@ -14,12 +14,14 @@ for key, value in {"MASTER_ADDR": "127.0.0.1", "RANK": "0", "WORLD_SIZE": "1", "
     os.environ.setdefault(key, value)
 
 import deepspeed  # noqa: E402
-import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoConfig, AutoModelForMaskedLM  # noqa: E402
 from transformers.integrations import HfDeepSpeedConfig  # noqa: E402
 
 import synthesizer_hf  # noqa: E402, F401  (registers the Auto classes)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import leave_process_group  # noqa: E402
 
 
 def main(checkpoint: str, output: str) -> None:
@@ -40,7 +42,7 @@ def main(checkpoint: str, output: str) -> None:
         json.dump(
             {"partitioned": partitioned, "max_difference": difference, "zero3": zero3.is_zero3()}, handle
         )
-    torch.distributed.destroy_process_group()
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from torch.distributed.tensor import DTensor
 from synthesizer_hf import SynthesizerForSequenceClassification
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from helpers import tiny_config  # the tests' 2-layer, hidden-32 model without dropout
+from helpers import leave_process_group, tiny_config  # tiny_config: the tests' 2-layer, hidden-32 model
 
 
 def train(attention_type: str, distributed: bool) -> dict:
@@ -65,16 +65,7 @@ def main(output: str, attention_type: str) -> None:
         with open(output, "w", encoding="utf-8") as handle:
             json.dump(record, handle)
     if distributed:
-        dist.barrier()  # no rank tears gloo down while another still talks to it
-        dist.destroy_process_group()
-        # destroy_process_group does not stop gloo's threads here: DTensor's global sharding caches keep FSDP's
-        # device mesh, and with it the process group, alive. A normal exit then finalizes the interpreter while
-        # those threads may still release tensors, and a thread that needs the GIL during finalization is
-        # unwound through C++ code that cannot unwind: "terminate called without an active exception" (SIGABRT),
-        # seen on a loaded machine. Everything is written, so leave without finalizing.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        leave_process_group()
 
 
 if __name__ == "__main__":
