@@ -2,7 +2,7 @@
 
 A study whose `objective` is `warm_start` (`studies/paper_glue_minilm.json`) runs the training scripts from a
 pretrained BERT (`synthesizer_tools.warm_start_study`); --max_runs stops it after that many runs (rerun the
-same command to go on).
+same command to go on); --speed_only runs just its same-run fine-tuning speed probe.
 
 The study's JSON holds its Trainer settings (`train`); Trainer flags given here (any `TrainingArguments` flag:
 --max_steps, --learning_rate, --optim, ...) override them in every run (and so enter the runs' keys).
@@ -37,6 +37,7 @@ from synthesizer_tools.study_config import StudyConfig, StudyFileError
 from synthesizer_tools.warm_start_study import (
     WarmStartStudy,
     load_warm_start_study,
+    run_speed_probe,
     run_warm_start_study,
     write_hub_folders,
 )
@@ -53,6 +54,13 @@ class StudyArguments:
     smoke: bool = field(default=False, metadata={"help": "Apply the config's tiny `smoke` overrides."})
     max_runs: int | None = field(
         default=None, metadata={"help": "warm_start studies: run at most this many runs, then report."}
+    )
+    speed_only: bool = field(
+        default=False,
+        metadata={
+            "help": "warm_start studies: run only the study's speed probe (every variant fine-tuned in one run), "
+            "now, whatever else is unfinished, then report."
+        },
     )
     hub_dir: str | None = field(
         default=None,
@@ -86,7 +94,17 @@ def load_study(study: StudyArguments, overrides: dict[str, Any]) -> StudyConfig 
                 raise SystemExit(
                     "a warm_start study takes its settings from its file: no Trainer flags, no --smoke"
                 )
-            return load_warm_start_study(study.config)
+            plan = load_warm_start_study(study.config)
+            if study.speed_only and plan.speed is None:
+                raise SystemExit(f"--speed_only: {study.config} has no `speed` probe")
+            return plan
+        given = [
+            flag
+            for flag in ("max_runs", "hub_dir", "speed_only")
+            if getattr(study, flag) not in (None, False)
+        ]
+        if given:
+            raise SystemExit(f"--{given[0]} is for warm_start studies; {study.config} is not one")
         check_train_overrides(overrides)
         return load_study_config(study.config, smoke=study.smoke)
     except StudyFileError as err:
@@ -97,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     study, output_dir, overrides = parse_args(argv)
     plan = load_study(study, overrides)
     if isinstance(plan, WarmStartStudy):
-        summary = run_warm_start_study(plan, study.data_dir, output_dir, limit=study.max_runs)
+        if study.speed_only:
+            summary = run_speed_probe(plan, study.data_dir, output_dir)
+        else:
+            summary = run_warm_start_study(plan, study.data_dir, output_dir, limit=study.max_runs)
         print(summary["tables"])
         if study.hub_dir:
             command = command_line(sys.argv[1:] if argv is None else argv, "scripts/run_study.py")

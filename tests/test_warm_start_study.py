@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from helpers import load_script
 from synthesizer_hf.bert_warm_start import OFFLINE_BERTS, bert_folder
 from synthesizer_tools import warm_start_study
 from synthesizer_tools.bundled import DEMO_DATA_DIR
@@ -101,7 +102,8 @@ def study_file(tmp_path: Path, bert: Path, **changes) -> Path:
 def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a_run(
     tmp_path, bert, data_dir, monkeypatch
 ):
-    study = load_warm_start_study(study_file(tmp_path, bert, seeds=[0, 1]))
+    probe = {"task": "rte", "steps": 2, "rounds": 2}
+    study = load_warm_start_study(study_file(tmp_path, bert, seeds=[0, 1], speed=probe))
     output = tmp_path / "out"
     executed = []
     execute = warm_start_study.execute
@@ -158,11 +160,25 @@ def test_a_study_converts_adapts_and_fine_tunes_then_resumes_without_repeating_a
     assert 0 < run_metrics["train_cpu_share"] <= 1.5
     assert "| random+dot |" in (output / "tables.md").read_text()
 
-    # Everything is finished: a rerun executes nothing, even with the adapted checkpoints gone.
+    # Last, the speed probe: every variant fine-tuned in one run on the same batches, interleaved by rounds.
+    speed = json.loads((output / "speed.json").read_text())
+    assert speed["probe"] == probe and list(speed["variants"]) == ["dot", "random+dot"]
+    dot, mixture = speed["variants"]["dot"], speed["variants"]["random+dot"]
+    assert len(dot["rounds"]) == 2 and dot["vs_reference"] == 1.0 and mixture["samples_per_second"] > 0
+    # two timed steps of 4 rows after the untimed one, and the same batches (token counts) for both variants
+    assert [r["samples"] for r in dot["rounds"]] == [8, 8]
+    assert [r["tokens"] for r in dot["rounds"]] == [r["tokens"] for r in mixture["rounds"]]
+    assert mixture["vs_reference"] == pytest.approx(mixture["samples_per_second"] / dot["samples_per_second"])
+    assert "--max_steps 3" in speed["commands"]["random+dot"] and not (output / "speed").exists()
+    assert "| random+dot |" in summary["tables"].split("fine-tuning speed")[1]
+
+    # Everything is finished: a rerun executes nothing (nor measures again), even with the adapted checkpoints
+    # gone.
     executed.clear()
     shutil.rmtree(output / "adapted_models")
     rerun = run_warm_start_study(study, data_dir, output)
     assert executed == [] and rerun["table"] == json.loads(json.dumps(table))
+    assert json.loads((output / "speed.json").read_text()) == speed
 
     # One command rebuilds each adapted checkpoint (adapting again where it is gone) as a Hub folder whose card
     # carries the variant's measured results.
@@ -207,6 +223,9 @@ def test_an_interrupted_adaptation_resumes_from_its_last_checkpoint(tmp_path, be
         ({"selection": {"grid": {"learning_rate": [1e-4]}}}, "selection.tasks: required field missing"),
         ({"finetuning": {"max_seq_length": 32, "learning_rat": 1e-4}}, "do not parse"),
         ({"tasks": {"rte": {"arguments": {"max_seq_length": 64}}}}, "tasks.rte: max_seq_length 64 exceeds"),
+        ({"speed": {"task": "rte", "step": 3}}, "speed.step: unknown field"),
+        ({"speed": {"task": "rte", "rounds": 0}}, "speed.rounds must be at least 1"),
+        ({"speed": {"task": "mnli3"}}, "unknown task 'mnli3'"),
     ],
 )
 def test_a_bad_study_file_is_refused_before_anything_trains_naming_the_field(
@@ -219,6 +238,7 @@ def test_a_bad_study_file_is_refused_before_anything_trains_naming_the_field(
 def test_the_shipped_paper_study_is_a_valid_study_file():
     study = load_warm_start_study(Path(__file__).parents[1] / "studies" / "paper_glue_minilm.json")
     assert study.variants[0] == "dot" and study.bert == "minilm"
+    assert study.speed is not None and study.speed.task in study.tasks
 
 
 def test_bert_folder_resolves_a_folder_the_offline_minilm_and_refuses_unknown_names(tmp_path, monkeypatch):
@@ -263,3 +283,25 @@ def test_the_speed_row_reads_only_runs_that_had_the_machine_to_themselves():
     table = summarize(records)
     assert table["adapted"]["random"]["speed_vs_dot"] == pytest.approx(1.5)
     assert table["adapted"]["random"]["rte"]["seeds"] == 3, "every run counts for the scores"
+
+
+@pytest.mark.slow
+def test_speed_only_measures_the_probe_now_and_its_flags_are_refused_where_they_do_not_apply(
+    tmp_path, bert, data_dir
+):
+    script = load_script("run_study")
+    probe = {"task": "cb", "steps": 1, "rounds": 1}
+    output = tmp_path / "out"
+    common = ["--data_dir", str(data_dir), "--output_dir", str(output)]
+    # Nothing else has run (no grid, no adaptation): the probe uses the study's own fine-tuning arguments.
+    script.main(["--config", str(study_file(tmp_path, bert, speed=probe)), *common, "--speed_only"])
+    speed = json.loads((output / "speed.json").read_text())
+    assert list(speed["variants"]) == ["dot", "random+dot"] and speed["batch_size"] == 4
+    assert not (output / "finetune").exists() and not (output / "adapted_models").exists()
+    assert "fine-tuning speed" in (output / "tables.md").read_text()
+
+    with pytest.raises(SystemExit, match="has no `speed` probe"):
+        script.main(["--config", str(study_file(tmp_path, bert)), *common, "--speed_only"])
+    other_study = Path(__file__).parents[1] / "studies" / "mlm_wikitext2.json"
+    with pytest.raises(SystemExit, match="--max_runs is for warm_start studies"):
+        script.main(["--config", str(other_study), *common, "--max_runs", "2"])

@@ -69,6 +69,17 @@ def task_training_arguments(arguments: FineTuningArguments, name: str) -> Traini
     return training
 
 
+def task_fine_tuning(
+    name: str, arguments: FineTuningArguments, tokenizer: PreTrainedTokenizerBase
+) -> TaskFineTuning:
+    """The task loaded (capped by --max_*_samples) and encoded for its way of fine-tuning: a task head, or
+    text-to-text with --text_to_text."""
+    task = arguments.task
+    raw = cap_splits(load_task(name, task.data_dir), task)
+    kind = TextToTextFineTuning if task.text_to_text else TaskHeadFineTuning
+    return kind(get_task(name), raw, tokenizer, arguments)
+
+
 def run_task(
     name: str, arguments: FineTuningArguments, tokenizer: PreTrainedTokenizerBase
 ) -> dict[str, float]:
@@ -78,12 +89,11 @@ def run_task(
     `<output_dir>/submission/<benchmark>/<official file>` for each test split.
     """
     started = time.time()
-    spec, task = get_task(name), arguments.task
+    task = arguments.task
     training_args = task_training_arguments(arguments, name)
     setup_logging(training_args)
-    raw = cap_splits(load_task(name, task.data_dir), task)
-    kind = TextToTextFineTuning if task.text_to_text else TaskHeadFineTuning
-    fine_tuning: TaskFineTuning = kind(spec, raw, tokenizer, arguments)
+    fine_tuning = task_fine_tuning(name, arguments, tokenizer)
+    spec, raw = fine_tuning.spec, fine_tuning.raw
     set_seed(training_args.seed)
     model = fine_tuning.build_model()
     if arguments.lora.lora:
@@ -276,4 +286,4 @@ def run_tasks(arguments: FineTuningArguments) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["format_summary_table", "run_task", "run_tasks"]
+__all__ = ["format_summary_table", "run_task", "run_tasks", "task_fine_tuning"]

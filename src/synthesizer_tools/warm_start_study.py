@@ -30,7 +30,8 @@ The study file (JSON), see `studies/paper_glue_minilm.json`:
   "adaptation": {"train_files": ["{data_dir}/wikitext-2/train.txt.gz"], "max_steps": 500, ...},
   "finetuning": {"max_seq_length": 128, "num_train_epochs": 3, ...},   // run_glue.py, every task
   "tasks": {"mrpc": {}, "sst2": {"seeds": [0], "arguments": {"max_train_samples": 8000}}},
-  "selection": {"grid": {"learning_rate": [5e-05, 0.0001]}, "tasks": ["mrpc", "rte"]}
+  "selection": {"grid": {"learning_rate": [5e-05, 0.0001]}, "tasks": ["mrpc", "rte"]},
+  "speed": {"task": "mrpc", "steps": 10, "rounds": 3}   // the same-run throughput, once every run is done
 }
 ```
 
@@ -47,10 +48,11 @@ import logging
 import math
 import shutil
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ from synthesizer_hf.configuration_synthesizer import SynthesizerConfig
 
 from .arguments import parse_finetuning_arguments, parse_pretraining_arguments
 from .finetuning import run_tasks
+from .finetuning_speed import UNTIMED_STEPS, measure_finetuning_speed
 from .model_card import prepare_hub_folder
 from .pretraining import run_pretraining
 from .records import (
@@ -77,6 +80,7 @@ logger = logging.getLogger("synthesizer_tools")
 STAGES = ("adapted", "converted")
 STUDY_RUN_FILE = "study_run.json"  # beside each run's own files: the study's name for it and its arguments
 SELECTION_FILE = "selection.json"
+SPEED_FILE = "speed.json"
 DEFAULT_MAX_SEQ_LENGTH = 128  # the scripts' default --max_seq_length
 # The arguments the study sets itself for every run (a study file may not set them).
 STUDY_OWNED = (
@@ -114,6 +118,18 @@ class Selection:
 
 
 @dataclass
+class SpeedProbe:
+    """The fine-tuning throughput of every variant measured in one run (`finetuning_speed`), once every other
+    run of the study has finished: each converted variant fine-tunes on `task` with the study's fine-tuning
+    arguments, `steps` timed steps per round (after an untimed one), in a rotating order for `rounds` rounds.
+    The records of the study's own runs are no throughput comparison: they were made hours apart."""
+
+    task: str = "mrpc"
+    steps: int = 10
+    rounds: int = 3
+
+
+@dataclass
 class WarmStartStudy:
     """A study file, checked: see the module docstring for the fields."""
 
@@ -126,6 +142,7 @@ class WarmStartStudy:
     tasks: dict[str, TaskPlan]
     stages: dict[str, list[int]] = field(default_factory=lambda: {stage: [0] for stage in STAGES})
     selection: Selection | None = None
+    speed: SpeedProbe | None = None
     description: str = ""
 
 
@@ -144,6 +161,8 @@ def load_warm_start_study(path: str | Path) -> WarmStartStudy:
         values["selection"] = Selection(
             **checked_fields(Selection, values["selection"], f"{where}: selection")
         )
+    if values.get("speed") is not None:
+        values["speed"] = SpeedProbe(**checked_fields(SpeedProbe, values["speed"], f"{where}: speed"))
     study = WarmStartStudy(**values)
     check_study(study, where)
     return study
@@ -171,7 +190,11 @@ def check_study(study: WarmStartStudy, where: str) -> None:
         extra = sorted(set(seeds) - set(study.seeds))
         if extra:
             raise StudyFileError(f"{where}: stages.{stage}: seed {extra[0]} is not in `seeds`")
-    task_names = list(study.tasks) + (study.selection.tasks if study.selection else [])
+    task_names = [
+        *study.tasks,
+        *(study.selection.tasks if study.selection else []),
+        *([study.speed.task] if study.speed else []),
+    ]
     for name in task_names:
         try:
             get_task(name)
@@ -193,6 +216,10 @@ def check_study(study: WarmStartStudy, where: str) -> None:
                 f"{where}: tasks.{task}: max_seq_length {length} exceeds the adaptation's {adapted_length}, the "
                 "longest input of an adapted length-bound synthesizer (random, dense, ...)"
             )
+    if study.speed is not None:
+        for name in ("steps", "rounds"):
+            if getattr(study.speed, name) < 1:
+                raise StudyFileError(f"{where}: speed.{name} must be at least 1")
     if study.selection is not None and study.selection.variant not in study.variants:
         raise StudyFileError(f"{where}: selection.variant {study.selection.variant!r} is not in `variants`")
     # The scripts' own parsers read one run of each kind and every task (with every grid point): a bad
@@ -201,6 +228,7 @@ def check_study(study: WarmStartStudy, where: str) -> None:
     probes = [adaptation_runs(study)[0], *selection_runs(study)]
     for point in points:
         probes += [run for run in finetuning_runs(study, point) if run.variant == study.variants[0]]
+        probes += speed_runs(study, point)[:1]
     for run in probes:
         try:
             run.parse("data", Path("output"))
@@ -359,6 +387,37 @@ def variant_finetuning_runs(
                 )
 
 
+def speed_runs(study: WarmStartStudy, chosen: Mapping[str, Any] | None) -> list[StudyRun]:
+    """The speed probe's contenders: each converted variant on the probe's task (seed 0), as a run_glue run of
+    `steps` timed steps (and the untimed ones) that writes nothing."""
+    if study.speed is None:
+        return []
+    probe = study.speed
+    quiet = {
+        "max_steps": probe.steps + UNTIMED_STEPS,
+        "logging_strategy": "no",
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "save_model": False,
+        "predict": False,
+        "report_to": "none",
+    }
+    return [
+        StudyRun(
+            name=f"speed/{variant}",
+            script="run_glue",
+            arguments=tuple(
+                {**finetuning_arguments(study, probe.task, chosen, "converted", variant, 0), **quiet}.items()
+            ),
+            kind="speed",
+            stage="converted",
+            variant=variant,
+            task=probe.task,
+        )
+        for variant in study.variants
+    ]
+
+
 def resolved(run: StudyRun, output_dir: Path) -> StudyRun:
     """`{output_dir}` in the arguments replaced by the study's folder."""
     arguments = tuple(
@@ -389,6 +448,47 @@ def execute(run: StudyRun, data_dir: str | Path, output_dir: Path) -> None:
     else:
         run_tasks(arguments)
         write_json(output_dir / run.name / STUDY_RUN_FILE, record)
+
+
+def speed_done(study: WarmStartStudy, output_dir: Path) -> bool:
+    """Whether `speed.json` holds the probe the study file describes, for every variant."""
+    record = read_json(output_dir / SPEED_FILE)
+    return (
+        record is not None
+        and record["probe"] == asdict(study.speed)
+        and list(record["variants"]) == study.variants
+    )
+
+
+def measure_speed(
+    study: WarmStartStudy, data_dir: str | Path, output_dir: Path, chosen: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Run the speed probe (`SpeedProbe`) and write `speed.json`: each variant's rates and its ratio to `dot`."""
+    runs = speed_runs(study, chosen)
+    with tempfile.TemporaryDirectory() as scratch:  # the probe's runs save nothing
+        arguments = {run.variant: run.parse(data_dir, Path(scratch)) for run in runs}
+        variants = measure_finetuning_speed(arguments, study.speed.task, study.speed.rounds, reference="dot")
+    record = {
+        "probe": asdict(study.speed),
+        "batch_size": arguments["dot"].training.per_device_train_batch_size,
+        "commands": {variant: values.command for variant, values in arguments.items()},
+        "variants": variants,
+        "environment": environment_info(),
+    }
+    write_json(output_dir / SPEED_FILE, record)
+    return record
+
+
+def run_speed_probe(study: WarmStartStudy, data_dir: str | Path, output_dir: str | Path) -> dict[str, Any]:
+    """The speed probe now, whatever else is unfinished (measured again if it has run), then the report.
+    The probe's runs take the chosen grid point once the grid has finished (the study's arguments before)."""
+    if study.speed is None:
+        raise ValueError(f"study {study.name!r} has no `speed` probe to run")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    chosen = (read_json(output_dir / SELECTION_FILE) or {}).get("chosen")
+    measure_speed(study, data_dir, output_dir, chosen)
+    return write_report(study, output_dir)
 
 
 def adaptation_record(output_dir: Path, variant: str) -> Path:
@@ -497,6 +597,17 @@ def run_warm_start_study(
             if not run_all(runs, len(runs)):
                 complete = False
                 break
+    if complete and study.speed is not None and not speed_done(study, output_dir):
+        if budget is not None and budget <= 0:
+            complete = False
+        else:
+            logger.warning(
+                "[%s] the speed probe (%s elapsed)",
+                study.name,
+                format_duration(time.perf_counter() - started),
+            )
+            measure_speed(study, data_dir, output_dir, chosen)
+            finished += 1
     logger.warning(
         "[%s] %d run(s) this time (%d finished before); %s",
         study.name,
@@ -621,6 +732,27 @@ def format_tables(study: WarmStartStudy, table: Mapping[str, Mapping[str, Mappin
     return "\n".join(lines)
 
 
+def format_speed_table(speed: Mapping[str, Any] | None) -> str:
+    """The speed probe's table (`speed.json`), or nothing before it has run."""
+    if speed is None:
+        return ""
+    probe = speed["probe"]
+    lines = [
+        "",
+        f"### fine-tuning speed, measured in one run ({probe['task']}, batch {speed['batch_size']}, converted "
+        f"models; medians of {probe['rounds']} interleaved rounds of {probe['steps']} steps)",
+        "",
+        "| variant | samples/s | tokens/s (padded) | real tokens/s | vs dot | lowest CPU share |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, rates in speed["variants"].items():
+        lines.append(
+            f"| {variant} | {rates['samples_per_second']:.1f} | {rates['tokens_per_second']:.0f} | "
+            f"{rates['real_tokens_per_second']:.0f} | {rates['vs_reference']:.2f}x | {rates['cpu_share']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 STAGE_TITLES = {
     "adapted": "converted, adapted by masked-LM on the corpus, then fine-tuned",
     "converted": "converted and fine-tuned directly (no adaptation)",
@@ -642,10 +774,12 @@ def write_report(study: WarmStartStudy, output_dir: Path) -> dict[str, Any]:
     """`results.json` (every finished run and the summary) and `tables.md`, from the run folders."""
     records = collect_results(study, output_dir)
     table = summarize(records)
-    tables = format_tables(study, table)
+    speed = read_json(output_dir / SPEED_FILE) if study.speed and speed_done(study, output_dir) else None
+    tables = format_tables(study, table) + format_speed_table(speed)
     summary = {
         "study": study.name,
         "selection": read_json(output_dir / SELECTION_FILE),
+        "speed": speed,
         "adaptation": {
             variant: read_json(adaptation_record(output_dir, variant)) for variant in study.variants
         },
@@ -782,6 +916,7 @@ __all__ = [
     "TaskPlan",
     "WarmStartStudy",
     "load_warm_start_study",
+    "run_speed_probe",
     "run_warm_start_study",
     "write_hub_folders",
     "write_report",
