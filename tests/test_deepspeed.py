@@ -37,7 +37,8 @@ def test_zero3_builds_and_loads_partitioned(tmp_path, variant):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        # about 30 s on a quiet 2-core machine; ten times that beside a training run, so the bound only catches a hang
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(output.read_text())
