@@ -257,7 +257,7 @@ class StudyRun:
     name: str  # e.g. "finetune/adapted/random+dot/mrpc/seed0"
     script: str  # "pretrain_mlm" or "run_glue"
     arguments: tuple[tuple[str, Any], ...]
-    kind: str  # "selection", "adaptation" or "finetune"
+    kind: str  # "selection", "adaptation", "finetune" or "speed" (a probe contender, never executed alone)
     stage: str = ""
     variant: str = ""
     task: str = ""
