@@ -26,6 +26,10 @@ MIXTURES = [
 ]
 ALL_VARIANTS = SINGLE_VARIANTS + MIXTURES
 
+# Upper bound for a test's child process. It only has to catch a hang: CI machines under load run the
+# multi-process tests several times slower than a quiet one, and a tight bound there fails good code.
+SUBPROCESS_TIMEOUT = 900
+
 
 def tiny_config(attention_type="random", **overrides) -> SynthesizerConfig:
     """A 2-layer, 4-head, hidden-32 model with L = 16 and no dropout (so outputs are deterministic)."""
@@ -86,7 +90,7 @@ assert importlib.util.find_spec("synthesizer_hf") is None, "package must not be 
         text=True,
         cwd=cwd,
         env=env,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SUBPROCESS_TIMEOUT
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE = (REPO / "docs" / "ADDING_A_SYNTHESIZER.md").read_text(encoding="utf-8")
 CLASS, REFERENCE = re.findall(r"```python\n(.*?)```", PAGE, flags=re.S)
@@ -91,6 +93,11 @@ def test_the_worked_example_is_a_variant_like_the_others(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "src"), str(REPO / "tests")])}
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0 and "ALL CHECKS PASSED" in result.stdout, result.stderr[-3000:]

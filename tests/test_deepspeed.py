@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, tiny_config
+from helpers import SUBPROCESS_TIMEOUT, free_port, tiny_config
 from synthesizer_hf import SynthesizerForMaskedLM
 
 pytest.importorskip(
@@ -37,8 +37,7 @@ def test_zero3_builds_and_loads_partitioned(tmp_path, variant):
         capture_output=True,
         text=True,
         env=env,
-        # about 30 s on a quiet 2-core machine; ten times that beside a training run, so the bound only catches a hang
-        timeout=900,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(output.read_text())

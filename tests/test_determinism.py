@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import set_seed
 
-from helpers import ALL_VARIANTS, tiny_config
+from helpers import ALL_VARIANTS, SUBPROCESS_TIMEOUT, tiny_config
 from synthesizer_hf import (
     SynthesizerForMaskedLM,
 )
@@ -125,7 +125,11 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path
     script.write_text(TRAINING_SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.split("REPORT", 1)[1])

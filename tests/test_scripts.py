@@ -28,7 +28,7 @@ from transformers import (
     BertModel,
 )
 
-from helpers import free_port, load_script, run_without_package
+from helpers import SUBPROCESS_TIMEOUT, free_port, load_script, run_without_package
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE
 from synthesizer_tools.span_corruption import (
@@ -514,7 +514,9 @@ def test_accelerate_launch_two_cpu_processes(workdir, corpus, tokenizer_dir):
                        "--eval_steps", "3", "--save_steps", "3"),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=REPO, timeout=SUBPROCESS_TIMEOUT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((output_dir / "run_info.json").read_text())
     assert info["world_size"] == 2 and info["train_steps"] == 3 and info["distributed_type"] == "MULTI_CPU"
@@ -631,12 +633,14 @@ def test_fsdp2_on_two_cpu_processes_trains_as_one_process(tmp_path, variant="ran
     worker = REPO / "tests" / "workers" / "fsdp_train.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
-    subprocess.run([sys.executable, str(worker), str(single), variant], env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(worker), str(single), variant], env=env, check=True, timeout=SUBPROCESS_TIMEOUT
+    )
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
         str(worker), str(sharded), variant,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
     assert two["world_size"] == 2 and two["wrapped"] == [

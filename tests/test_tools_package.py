@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SUBPROCESS_TIMEOUT
 from synthesizer_hf.synthesizers import SYNTHESIZERS
 from synthesizer_tools import benchmark_measure, benchmark_report, benchmarking, model_card
 from synthesizer_tools.bundled import DEMO_DATA_DIR, DEMO_PRETRAIN_FILE, MODEL_CARD_TEMPLATE
@@ -112,7 +113,7 @@ def test_a_built_wheel_ships_the_package_data_and_finds_it_when_installed(tmp_pa
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheel"),
          str(source)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
     )  # fmt: skip
     if built.returncode != 0 and "No module named" in built.stderr:
         pytest.skip(f"cannot build a wheel here: {built.stderr[-300:]}")
@@ -134,7 +135,11 @@ assert "$attention_section" in MODEL_CARD_TEMPLATE.read_text()
 print(next(iter_text_files(DEMO_PRETRAIN_FILE))[:20])
 """
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-I", "-S", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
